@@ -1,0 +1,382 @@
+"""Typed models of the Anthropic Messages API request, and their validation.
+
+Incoming JSON is structured by one private cattrs converter: wrong types become a
+L{RequestError} naming the field (a 400 for the client), unknown fields are ignored because
+Claude Code adds new ones often, and content blocks are a union keyed on C{type}.
+Free-form JSON (tool schemas, tool inputs, image sources) stays plain dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal, Union
+
+import cattrs
+from cattrs.v import format_exception
+from attrs import field, frozen
+
+__all__ = [
+    "RequestError",
+    "TextBlock",
+    "ImageBlock",
+    "DocumentBlock",
+    "SearchResultBlock",
+    "ToolReferenceBlock",
+    "ToolUseBlock",
+    "ToolResultBlock",
+    "ThinkingBlock",
+    "RedactedThinkingBlock",
+    "ServerToolBlock",
+    "Block",
+    "Message",
+    "Tool",
+    "ToolChoice",
+    "Thinking",
+    "OutputConfig",
+    "MessagesRequest",
+    "CountTokensRequest",
+    "parse_messages_request",
+    "parse_count_tokens_request",
+]
+
+JSONObject = dict[str, Any]
+
+
+class RequestError(ValueError):
+    """The client's request is invalid; the message says where and why."""
+
+
+@frozen
+class TextBlock:
+    """A C{text} block."""
+
+    text: str
+    cache_control: JSONObject | None = None
+
+
+@frozen
+class ImageBlock:
+    """An C{image} block; C{source} is C{{type: base64|url, ...}}."""
+
+    source: JSONObject
+    cache_control: JSONObject | None = None
+
+
+@frozen
+class DocumentBlock:
+    """A C{document} block (PDF, plain text, nested content or URL)."""
+
+    source: JSONObject
+    title: str | None = None
+    context: str | None = None
+    cache_control: JSONObject | None = None
+
+
+@frozen
+class SearchResultBlock:
+    """A C{search_result} block."""
+
+    source: str
+    title: str
+    content: list[TextBlock] = field(factory=list)
+    cache_control: JSONObject | None = None
+
+
+@frozen
+class ToolReferenceBlock:
+    """A C{tool_reference} block: tool search loaded a deferred tool."""
+
+    tool_name: str
+    cache_control: JSONObject | None = None
+
+
+@frozen
+class ToolUseBlock:
+    """A C{tool_use} block from an earlier assistant turn."""
+
+    id: str
+    name: str
+    input: JSONObject
+    cache_control: JSONObject | None = None
+
+
+@frozen
+class ThinkingBlock:
+    """A C{thinking} block; C{signature} may be our carrier or a foreign one."""
+
+    thinking: str
+    signature: str = ""
+
+
+@frozen
+class RedactedThinkingBlock:
+    """A C{redacted_thinking} block, opaque."""
+
+    data: str
+
+
+@frozen
+class ServerToolBlock:
+    """A server-tool artefact (C{server_tool_use}, C{web_search_tool_result}, ...).
+
+    Such blocks only exist in histories from the real Anthropic API; they are kept raw so
+    the converter can render or drop them.
+    """
+
+    type: str
+    raw: JSONObject
+
+
+@frozen
+class ToolResultBlock:
+    """A C{tool_result} block; C{content} is a string or a list of blocks."""
+
+    tool_use_id: str
+    content: str | list[Block] | None = None
+    is_error: bool = False
+    cache_control: JSONObject | None = None
+
+
+Block = Union[
+    TextBlock,
+    ImageBlock,
+    DocumentBlock,
+    SearchResultBlock,
+    ToolReferenceBlock,
+    ToolUseBlock,
+    ToolResultBlock,
+    ThinkingBlock,
+    RedactedThinkingBlock,
+    ServerToolBlock,
+]
+
+
+@frozen
+class Message:
+    """One entry of C{messages}; C{system} is Claude Code's mid-conversation system."""
+
+    role: Literal["user", "assistant", "system"]
+    content: str | list[Block]
+
+
+@frozen
+class Tool:
+    """A tool definition; C{type} is set for Anthropic-defined (typed) tools."""
+
+    name: str
+    description: str | None = None
+    input_schema: JSONObject | None = None
+    type: str | None = None
+    defer_loading: bool = False
+
+    @property
+    def is_custom(self) -> bool:
+        """Whether this is a plain function tool (not a typed/server tool)."""
+        return self.type in (None, "custom")
+
+
+@frozen
+class ToolChoice:
+    """C{tool_choice}: C{auto}, C{any}, C{tool} (with C{name}) or C{none}."""
+
+    type: Literal["auto", "any", "tool", "none"]
+    name: str | None = None
+    disable_parallel_tool_use: bool = False
+
+
+@frozen
+class Thinking:
+    """C{thinking}: C{enabled} (with a budget), C{adaptive} or C{disabled}."""
+
+    type: str
+    budget_tokens: int | None = None
+    display: str | None = None
+
+
+@frozen
+class OutputConfig:
+    """C{output_config}: effort and structured-output format."""
+
+    effort: str | None = None
+    format: JSONObject | None = None
+
+
+@frozen
+class CountTokensRequest:
+    """The body of C{POST /v1/messages/count_tokens}."""
+
+    model: str
+    messages: list[Message]
+    system: str | list[TextBlock] | None = None
+    tools: list[Tool] = field(factory=list)
+
+
+@frozen
+class MessagesRequest:
+    """The body of C{POST /v1/messages}."""
+
+    model: str
+    messages: list[Message]
+    max_tokens: int
+    system: str | list[TextBlock] | None = None
+    stream: bool = False
+    stop_sequences: list[str] = field(factory=list)
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    metadata: JSONObject | None = None
+    tools: list[Tool] = field(factory=list)
+    tool_choice: ToolChoice | None = None
+    thinking: Thinking | None = None
+    output_config: OutputConfig | None = None
+
+
+# Block types that are server-tool artefacts: accepted, then rendered or dropped.
+SERVER_TOOL_BLOCK_TYPES = frozenset(
+    {
+        "server_tool_use",
+        "web_search_tool_result",
+        "web_fetch_tool_result",
+        "code_execution_tool_result",
+        "bash_code_execution_tool_result",
+        "text_editor_code_execution_tool_result",
+        "tool_search_tool_result",
+        "container_upload",
+        "mcp_tool_use",
+        "mcp_tool_result",
+    }
+)
+
+_BLOCK_CLASSES: dict[str, type[Any]] = {
+    "text": TextBlock,
+    "image": ImageBlock,
+    "document": DocumentBlock,
+    "search_result": SearchResultBlock,
+    "tool_reference": ToolReferenceBlock,
+    "tool_use": ToolUseBlock,
+    "tool_result": ToolResultBlock,
+    "thinking": ThinkingBlock,
+    "redacted_thinking": RedactedThinkingBlock,
+}
+
+
+def _strict(kind: type[Any], label: str) -> Any:
+    """A structure hook that accepts only values already of C{kind} (no coercion)."""
+
+    def structure(value: Any, _: Any) -> Any:
+        if isinstance(value, bool) and kind is not bool:
+            raise _OwnTypeError(f"expected {label}, got a boolean")
+        if not isinstance(value, kind):
+            raise _OwnTypeError(f"expected {label}, got {type(value).__name__}")
+        return value
+
+    return structure
+
+
+def _make_converter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=False, detailed_validation=True)
+    converter.register_structure_hook(str, _strict(str, "a string"))
+    converter.register_structure_hook(bool, _strict(bool, "a boolean"))
+    converter.register_structure_hook(int, _strict(int, "an integer"))
+    converter.register_structure_hook(
+        float, lambda v, _: float(_strict((int, float), "a number")(v, _))  # type: ignore[arg-type]
+    )
+    _exactly(converter, JSONObject, _strict(dict, "an object"))
+
+    def structure_block(value: Any, _: Any) -> Block:
+        if not isinstance(value, Mapping):
+            raise _OwnTypeError(f"expected a content block object, got {type(value).__name__}")
+        kind = value.get("type")
+        cls = _BLOCK_CLASSES.get(kind) if isinstance(kind, str) else None
+        if cls is not None:
+            return converter.structure(value, cls)  # type: ignore[no-any-return]
+        if kind in SERVER_TOOL_BLOCK_TYPES:
+            return ServerToolBlock(type=kind, raw=dict(value))
+        raise _OwnTypeError(f"unknown content block type {kind!r}")
+
+    def structure_content(value: Any, _: Any) -> str | list[Block]:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list):
+            blocks: list[Block] = converter.structure(value, list[Block])
+            return blocks
+        raise _OwnTypeError(f"expected a string or a list of content blocks, got {type(value).__name__}")
+
+    def structure_optional_content(value: Any, _: Any) -> str | list[Block] | None:
+        return None if value is None else structure_content(value, _)
+
+    def structure_system(value: Any, _: Any) -> str | list[TextBlock] | None:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, list):
+            texts: list[TextBlock] = converter.structure(value, list[TextBlock])
+            return texts
+        raise _OwnTypeError(f"expected a string or a list of text blocks, got {type(value).__name__}")
+
+    _exactly(converter, Block, structure_block)
+    _exactly(converter, str | list[Block], structure_content)
+    _exactly(converter, str | list[Block] | None, structure_optional_content)
+    _exactly(converter, str | list[TextBlock] | None, structure_system)
+    return converter
+
+
+def _exactly(converter: cattrs.Converter, annotation: Any, hook: Any) -> None:
+    """Register C{hook} for exactly C{annotation} (generic aliases and unions included)."""
+    converter.register_structure_hook_func(lambda t: bool(t == annotation), hook)
+
+
+_converter = _make_converter()
+
+
+def _structure(body: Any, cls: type[Any]) -> Any:
+    if not isinstance(body, dict):
+        raise RequestError("request body must be a JSON object")
+    for name in ("model", "messages") + (("max_tokens",) if cls is MessagesRequest else ()):
+        if name not in body:
+            raise RequestError(f"{name}: field required")
+    try:
+        return _converter.structure(body, cls)
+    except (cattrs.BaseValidationError, TypeError, ValueError) as error:
+        raise RequestError(_describe(error)) from None
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, cattrs.BaseValidationError):
+        lines = cattrs.transform_error(error, path="body", format_exception=_format_exception)
+        return "; ".join(line.replace("body.", "", 1) for line in lines[:3])
+    return str(error)
+
+
+class _OwnTypeError(TypeError):
+    """Raised by our hooks; its message is already written for the client."""
+
+
+def _format_exception(error: BaseException, annotation: Any) -> str:
+    if isinstance(error, _OwnTypeError):
+        return str(error)
+    if "not in literal" in str(error):
+        allowed = ", ".join(repr(a) for a in getattr(annotation, "__args__", ()))
+        return f"must be one of {allowed}"
+    return format_exception(error, annotation)
+
+
+def parse_messages_request(body: Any) -> MessagesRequest:
+    """Validate a decoded C{/v1/messages} body.
+
+    @raise RequestError: the body is not a valid Messages request.
+    """
+    request: MessagesRequest = _structure(body, MessagesRequest)
+    if request.max_tokens < 0:
+        raise RequestError("max_tokens: must be greater than or equal to 0")
+    if not request.messages:
+        raise RequestError("messages: at least one message is required")
+    return request
+
+
+def parse_count_tokens_request(body: Any) -> CountTokensRequest:
+    """Validate a decoded C{/v1/messages/count_tokens} body.
+
+    @raise RequestError: the body is not a valid count_tokens request.
+    """
+    request: CountTokensRequest = _structure(body, CountTokensRequest)
+    return request

@@ -1,0 +1,279 @@
+"""The message walk of request conversion (PROTOCOL.md H.2).
+
+OpenAI validates what Anthropic does not: every assistant C{tool_calls} id must be
+answered by a C{tool} message right after it, tool messages carry text only, and system
+text cannot sit between a call and its results. This module turns an Anthropic
+conversation into a list that obeys those rules without losing anything: results are
+reordered to match their calls, missing results are synthesised, orphan results become
+user text, images from tool results move into a user message after the tool messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from attrs import define, field
+
+from ccproxy.anthropic import (
+    Block,
+    DocumentBlock,
+    ImageBlock,
+    Message,
+    RedactedThinkingBlock,
+    SearchResultBlock,
+    TextBlock,
+    ThinkingBlock,
+    ToolReferenceBlock,
+    ToolResultBlock,
+    ToolUseBlock,
+)
+from ccproxy.convert.arguments import dump_arguments
+from ccproxy.convert.carrier import decode_carrier
+from ccproxy.convert.names import ToolIdMap, ToolNameMap
+from ccproxy.openai import (
+    ChatMessage,
+    ContentPart,
+    FilePart,
+    FunctionCall,
+    ImagePart,
+    TextPart,
+    ToolCall,
+)
+from ccproxy.providers import Profile
+
+__all__ = ["convert_messages", "INTERRUPTED", "NO_OUTPUT"]
+
+INTERRUPTED = "[tool call was interrupted: no result]"
+NO_OUTPUT = "(no output)"
+IMAGE_BELOW = "[image attached below]"
+
+
+def _blocks(content: str | list[Block]) -> list[Block]:
+    """Content as blocks, with empty text blocks dropped (Anthropic rejects them too)."""
+    blocks: list[Block] = [TextBlock(content)] if isinstance(content, str) else content
+    return [b for b in blocks if not (isinstance(b, TextBlock) and not b.text.strip())]
+
+
+@define
+class _Walk:
+    """State of one conversion walk. See L{convert_messages}."""
+
+    profile: Profile
+    model: str
+    names: ToolNameMap
+    ids: ToolIdMap
+    out: list[ChatMessage] = field(factory=list)
+    # upstream ids of the last assistant's tool calls still waiting for a result
+    awaiting: list[str] = field(factory=list)
+    pending_system: list[str] = field(factory=list)
+
+    # -- parts ---------------------------------------------------------------------
+
+    def image_part(self, block: ImageBlock) -> ContentPart:
+        source = block.source
+        if source.get("type") == "base64":
+            media = source.get("media_type", "image/png")
+            return ImagePart({"url": f"data:{media};base64,{source.get('data', '')}"})
+        url = str(source.get("url", ""))
+        if self.profile.image_urls:
+            return ImagePart({"url": url})
+        return TextPart(f"[image omitted: this provider does not fetch image URLs: {url}]")
+
+    def document_parts(self, block: DocumentBlock) -> list[ContentPart]:
+        source = block.source
+        kind = source.get("type")
+        title = block.title or "document"
+        if kind == "text":
+            return [TextPart(str(source.get("data", "")))]
+        if kind == "content":
+            inner = source.get("content")
+            if isinstance(inner, str):
+                return [TextPart(inner)]
+            texts = [b.get("text", "") for b in inner or [] if isinstance(b, dict)]
+            return [TextPart("\n".join(str(t) for t in texts))]
+        if kind == "base64" and source.get("media_type") == "application/pdf":
+            if self.profile.pdf_files:
+                data = f"data:application/pdf;base64,{source.get('data', '')}"
+                return [FilePart({"filename": f"{title}.pdf", "file_data": data})]
+            return [TextPart(f"[PDF omitted: {title}: this provider does not read PDFs]")]
+        if kind == "url":
+            return [TextPart(f"[document: {title}: {source.get('url', '')}]")]
+        return [TextPart(f"[document omitted: {title}]")]
+
+    def user_parts(self, block: Block) -> list[ContentPart]:
+        if isinstance(block, TextBlock):
+            return [TextPart(block.text)]
+        if isinstance(block, ImageBlock):
+            return [self.image_part(block)]
+        if isinstance(block, DocumentBlock):
+            return self.document_parts(block)
+        if isinstance(block, SearchResultBlock):
+            return [TextPart(_search_result_text(block))]
+        if isinstance(block, ToolReferenceBlock):
+            return [TextPart(f"Tool '{block.tool_name}' loaded.")]
+        return []
+
+    # -- emitting ------------------------------------------------------------------
+
+    def close_tool_turn(self) -> None:
+        """Answer every call still awaiting a result (the user interrupted the turn)."""
+        for upstream_id in self.awaiting:
+            self.out.append(ChatMessage("tool", INTERRUPTED, tool_call_id=upstream_id))
+        self.awaiting = []
+        self.flush_system()
+
+    def flush_system(self) -> None:
+        if self.pending_system and self.profile.mid_system == "inline":
+            self.out.extend(ChatMessage("system", text) for text in self.pending_system)
+            self.pending_system = []
+
+    def emit_user(self, parts: list[ContentPart]) -> None:
+        if self.pending_system:  # fold: system text goes first in the user message
+            parts = [TextPart(_reminder(t)) for t in self.pending_system] + parts
+            self.pending_system = []
+        if not parts:
+            return
+        if all(isinstance(p, TextPart) and p.cache_control is None for p in parts):
+            self.out.append(ChatMessage("user", "\n\n".join(p.text for p in parts)))  # type: ignore[union-attr]
+        else:
+            self.out.append(ChatMessage("user", parts))
+
+    # -- roles ---------------------------------------------------------------------
+
+    def system(self, content: str | list[Block]) -> None:
+        texts = [b.text for b in _blocks(content) if isinstance(b, TextBlock)]
+        if not texts:
+            return
+        self.pending_system.append("\n\n".join(texts))
+        if self.awaiting:
+            return  # never between a call and its results: placed after them
+        if self.profile.mid_system == "inline":
+            self.flush_system()
+        elif self.out and self.out[-1].role == "user" and not self.awaiting:
+            last = self.out.pop()
+            self.pending_system, folded = [], self.pending_system
+            self.out.append(_append_text(last, [_reminder(t) for t in folded]))
+
+    def assistant(self, content: str | list[Block]) -> None:
+        self.close_tool_turn()
+        texts: list[str] = []
+        calls: list[ToolCall] = []
+        reasoning: list[str] = []
+        for block in _blocks(content):
+            if isinstance(block, TextBlock):
+                texts.append(block.text)
+            elif isinstance(block, ToolUseBlock):
+                upstream_id = self.ids.to_upstream(block.id)
+                name = self.names.to_upstream(block.name)
+                calls.append(ToolCall(upstream_id, FunctionCall(name, dump_arguments(block.input))))
+            elif isinstance(block, ThinkingBlock) and self._replayable(block):
+                reasoning.append(block.thinking)
+            # redacted thinking and server-tool artefacts have no OpenAI form
+        replay = self.profile.reasoning_replay
+        reasoning_text = "".join(reasoning) if reasoning else None
+        if replay == "reasoning_content" and calls and reasoning_text is None:
+            reasoning_text = ""  # DeepSeek insists on the field after tool calls
+        if not texts and not calls and not reasoning_text:
+            return
+        message = ChatMessage("assistant", "".join(texts) or None, calls or None)
+        if replay and reasoning_text is not None:
+            message = _with_reasoning(message, replay, reasoning_text)
+        self.out.append(message)
+        self.awaiting = [call.id for call in calls]
+
+    def _replayable(self, block: ThinkingBlock) -> bool:
+        carrier = decode_carrier(block.signature)
+        return carrier is not None and carrier.profile == self.profile.name
+
+    def user(self, content: str | list[Block]) -> None:
+        blocks = _blocks(content)
+        results = [b for b in blocks if isinstance(b, ToolResultBlock)]
+        others = [b for b in blocks if not isinstance(b, ToolResultBlock)]
+        parts: list[ContentPart] = []
+        images: list[ContentPart] = []
+        answered: dict[str, ChatMessage] = {}
+        for result in results:
+            upstream_id = self.ids.to_upstream(result.tool_use_id)
+            text, result_images = self._result_content(result)
+            if upstream_id in self.awaiting:
+                if upstream_id not in answered:  # duplicates: the first one wins
+                    answered[upstream_id] = ChatMessage("tool", text, tool_call_id=upstream_id)
+                    images.extend(result_images)
+            else:  # no call to answer: keep it as text so nothing is lost
+                parts.append(TextPart(f"Tool result ({result.tool_use_id}): {text}"))
+                parts.extend(result_images)
+        for upstream_id in self.awaiting:
+            self.out.append(
+                answered.get(upstream_id) or ChatMessage("tool", INTERRUPTED, tool_call_id=upstream_id)
+            )
+        self.awaiting = []
+        self.flush_system()
+        if images:  # OpenAI allows images only in user messages: right after the results
+            parts = [TextPart("Images from the tool results above:"), *images, *parts]
+        for block in others:
+            parts.extend(self.user_parts(block))
+        self.emit_user(parts)
+
+    def _result_content(self, result: ToolResultBlock) -> tuple[str, list[ContentPart]]:
+        texts: list[str] = []
+        images: list[ContentPart] = []
+        content = result.content
+        if isinstance(content, str):
+            texts.append(content)
+        elif content:
+            for block in content:
+                for part in self.user_parts(block):
+                    if isinstance(part, TextPart):
+                        texts.append(part.text)
+                    else:
+                        texts.append(IMAGE_BELOW)
+                        images.append(part)
+        text = "\n".join(t for t in texts if t) or NO_OUTPUT
+        if result.is_error:
+            text = "Error: " + text
+        return text, images
+
+
+def _search_result_text(block: SearchResultBlock) -> str:
+    body = "\n".join(b.text for b in block.content)
+    return f"[{block.title}]({block.source})\n{body}"
+
+
+def _reminder(text: str) -> str:
+    return f"<system-reminder>\n{text}\n</system-reminder>"
+
+
+def _append_text(message: ChatMessage, texts: Sequence[str]) -> ChatMessage:
+    content = message.content
+    if isinstance(content, str):
+        return ChatMessage("user", "\n\n".join([content, *texts]))
+    parts = list(content or []) + [TextPart(t) for t in texts]
+    return ChatMessage("user", parts)
+
+
+def _with_reasoning(message: ChatMessage, replay_field: str, text: str) -> ChatMessage:
+    if replay_field == "reasoning_content":
+        return ChatMessage("assistant", message.content, message.tool_calls, reasoning_content=text)
+    return ChatMessage("assistant", message.content, message.tool_calls, reasoning=text)
+
+
+def convert_messages(
+    messages: Iterable[Message],
+    profile: Profile,
+    model: str,
+    names: ToolNameMap,
+    ids: ToolIdMap,
+) -> list[ChatMessage]:
+    """Convert the conversation; see the module docstring for the rules."""
+    walk = _Walk(profile, model, names, ids)
+    for message in messages:
+        if message.role == "assistant":
+            walk.assistant(message.content)
+        elif message.role == "user":
+            walk.user(message.content)
+        else:
+            walk.system(message.content)
+    walk.close_tool_turn()
+    if walk.pending_system:
+        walk.emit_user([])
+    return walk.out

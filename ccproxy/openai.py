@@ -1,0 +1,163 @@
+"""Typed models of the OpenAI Chat Completions request that ccproxy sends upstream.
+
+Unstructured by one private cattrs converter that omits every field left at its default
+(C{None}), so no nulls or unknown keys reach strict servers. Responses and stream chunks
+are read as plain dicts on purpose: they are the hot path, and the converters check each
+field they use.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal, Union
+
+import cattrs
+from cattrs.gen import make_dict_unstructure_fn, override
+from attrs import field, frozen
+
+__all__ = [
+    "TextPart",
+    "ImagePart",
+    "FilePart",
+    "ContentPart",
+    "FunctionCall",
+    "ToolCall",
+    "ChatMessage",
+    "FunctionDef",
+    "ChatTool",
+    "ChatRequest",
+    "to_json",
+    "to_dict",
+]
+
+
+@frozen
+class TextPart:
+    """A C{text} content part."""
+
+    text: str
+    type: Literal["text"] = "text"
+    cache_control: dict[str, Any] | None = None
+
+
+@frozen
+class ImagePart:
+    """An C{image_url} content part; C{image_url} is C{{"url": …}}."""
+
+    image_url: dict[str, str]
+    type: Literal["image_url"] = "image_url"
+
+
+@frozen
+class FilePart:
+    """A C{file} content part (PDFs, for providers that read them)."""
+
+    file: dict[str, str]
+    type: Literal["file"] = "file"
+
+
+ContentPart = Union[TextPart, ImagePart, FilePart]
+
+
+@frozen
+class FunctionCall:
+    """The function of a tool call; C{arguments} is a JSON text, never empty."""
+
+    name: str
+    arguments: str
+
+
+@frozen
+class ToolCall:
+    """One C{tool_calls} entry of an assistant message."""
+
+    id: str
+    function: FunctionCall
+    type: Literal["function"] = "function"
+    extra_content: dict[str, Any] | None = None
+
+
+@frozen
+class ChatMessage:
+    """A message of any role; fields that do not apply stay C{None} and are omitted."""
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+    reasoning_details: list[dict[str, Any]] | None = None
+
+
+@frozen
+class FunctionDef:
+    """A function tool's definition."""
+
+    name: str
+    parameters: dict[str, Any]
+    description: str | None = None
+
+
+@frozen
+class ChatTool:
+    """One entry of C{tools}."""
+
+    function: FunctionDef
+    type: Literal["function"] = "function"
+
+
+@frozen
+class ChatRequest:
+    """The body of C{POST /chat/completions}."""
+
+    model: str
+    messages: list[ChatMessage]
+    stream: bool | None = None
+    stream_options: dict[str, Any] | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] | None = None
+    tools: list[ChatTool] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    reasoning_effort: str | None = None
+    extra: dict[str, Any] = field(factory=dict)
+
+
+def _make_converter() -> cattrs.Converter:
+    converter = cattrs.Converter(omit_if_default=True)
+    for cls in (TextPart, ImagePart, FilePart, ToolCall, ChatTool):
+        # `type` is a wire discriminator: always sent, although it has a default.
+        converter.register_unstructure_hook(
+            cls,
+            make_dict_unstructure_fn(
+                cls, converter, _cattrs_omit_if_default=True, type=override(omit_if_default=False)
+            ),
+        )
+    # Unions of plain types and attrs classes: dispatch on the runtime class.
+    converter.register_unstructure_hook_func(
+        lambda t: t in (str | list[ContentPart] | None, ContentPart, str | dict[str, Any] | None),
+        lambda value: converter.unstructure(value, unstructure_as=value.__class__),
+    )
+    return converter
+
+
+_converter = _make_converter()
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def to_dict(request: ChatRequest) -> dict[str, Any]:
+    """The request as JSON-ready data; C{extra} (provider fields) is merged in last."""
+    data: dict[str, Any] = _converter.unstructure(request)
+    extra = data.pop("extra", None)
+    if extra:
+        data.update(extra)
+    return data
+
+
+def to_json(request: ChatRequest) -> bytes:
+    """The request body, UTF-8 JSON."""
+    return _dumps(to_dict(request)).encode()

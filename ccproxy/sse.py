@@ -1,0 +1,103 @@
+"""Server-sent events: an incremental parser (bytes in, events out) and an encoder.
+
+The parser follows the WHATWG rules that matter for LLM streams: C{\\n}, C{\\r\\n} and
+C{\\r} line ends (also split across reads), comment lines (C{: OPENROUTER PROCESSING}),
+C{data:} with or without the space, several C{data} lines joined by C{\\n}, C{event:}
+names, and events only dispatched on a blank line. It never interprets C{[DONE]}: that
+is the caller's business, on a whole data payload.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from attrs import frozen
+
+__all__ = ["SSEEvent", "SSEParser", "SSEError", "encode_event", "MAX_EVENT_BYTES"]
+
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+
+
+class SSEError(ValueError):
+    """The byte stream cannot be an SSE stream (an event or line beyond the size cap)."""
+
+
+@frozen
+class SSEEvent:
+    """One dispatched event: its C{event:} name (or C{None}) and its joined data."""
+
+    event: str | None
+    data: str
+
+
+class SSEParser:
+    """Feed bytes as they arrive; get complete events back."""
+
+    __slots__ = ("_pending", "_data", "_event", "_size", "_max")
+
+    def __init__(self, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
+        self._pending = b""
+        self._data: list[str] = []
+        self._event: str | None = None
+        self._size = 0
+        self._max = max_event_bytes
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """Parse C{chunk}; return the events it completes, in order.
+
+        @raise SSEError: an event or an unterminated line exceeds the size cap.
+        """
+        data = self._pending + chunk if self._pending else chunk
+        if data.endswith(b"\r"):
+            # The matching \n may be in the next read: decide then.
+            data, self._pending = data[:-1], b"\r"
+        else:
+            self._pending = b""
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = data.split(b"\n")
+        rest = lines.pop()
+        if rest:
+            if len(rest) > self._max:
+                raise SSEError("SSE line exceeds the size limit")
+            self._pending = rest + self._pending
+        events: list[SSEEvent] = []
+        for line in lines:
+            if not line:
+                if self._data:
+                    events.append(SSEEvent(self._event, "\n".join(self._data)))
+                self._data = []
+                self._event = None
+                self._size = 0
+            elif line[0] == 0x3A:  # ":" comment
+                continue
+            else:
+                self._field(line)
+        return events
+
+    def _field(self, line: bytes) -> None:
+        name, colon, value = line.partition(b":")
+        if colon and value[:1] == b" ":
+            value = value[1:]
+        if name == b"data":
+            self._size += len(value)
+            if self._size > self._max:
+                raise SSEError("SSE event exceeds the size limit")
+            self._data.append(value.decode("utf-8", "replace"))
+        elif name == b"event":
+            self._event = value.decode("utf-8", "replace")
+
+    def close(self) -> list[SSEEvent]:
+        """The end of the byte stream: dispatch a final event that lacked its blank line."""
+        events = self.feed(b"\n\n") if (self._pending or self._data) else []
+        self._pending = b""
+        return events
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def encode_event(name: str, payload: Any) -> bytes:
+    """One SSE event with its C{event:} line (Claude Code dispatches on it alone)."""
+    return f"event: {name}\ndata: {_dumps(payload)}\n\n".encode()

@@ -1,0 +1,47 @@
+"""The twistd plugin's options and service factory (C{twistd ccproxy --port 8082})."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from ccproxy.config import ConfigError, Settings, load_settings
+
+__all__ = ["Options", "makeService"]
+
+
+class Options(usage.Options):
+    """Command-line options; each overrides the matching environment variable."""
+
+    synopsis = "[--port PORT] [--host HOST] [--env-file PATH]"
+    longdesc = (
+        "Serve the Anthropic Messages API and forward to an OpenAI-compatible provider. "
+        "Configuration comes from the environment, --env-file, ./.env and ~/.claude/proxy.env."
+    )
+    optParameters = [
+        ["port", "p", None, "Port to listen on (PORT, default 8082)."],
+        ["host", None, None, "Interface to listen on (HOST, default 127.0.0.1)."],
+        ["env-file", None, None, "Extra configuration file, read before ./.env."],
+    ]
+
+    def postOptions(self) -> None:  # noqa: N802
+        """Build the settings now, so a bad value stops start-up with one line."""
+        overrides = {}
+        if self["port"] is not None:
+            overrides["PORT"] = self["port"]
+        if self["host"] is not None:
+            overrides["HOST"] = self["host"]
+        try:
+            self["settings"] = load_settings(env_file=self["env-file"], overrides=overrides)
+        except ConfigError as error:
+            raise SystemExit(f"ccproxy: configuration error: {error}") from None
+
+
+def makeService(options: Any) -> IService:  # noqa: N802
+    """The service twistd runs."""
+    from ccproxy.service import makeService as make
+
+    settings: Settings = options["settings"]
+    return make(settings)

@@ -1,0 +1,1 @@
+"""The twisted.web edge: resources, the SSE relay and error bodies."""

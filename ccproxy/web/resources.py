@@ -1,0 +1,268 @@
+"""The resource tree: C{/v1/messages}, C{count_tokens}, health probes, JSON 404/405.
+
+Every response, including errors for unknown paths and wrong methods, is JSON in the
+Anthropic shape and carries a C{request-id} header.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+
+from attrs import frozen
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+import ccproxy
+from ccproxy.anthropic import (
+    MessagesRequest,
+    RequestError,
+    parse_count_tokens_request,
+    parse_messages_request,
+)
+from ccproxy.config import Settings
+from ccproxy.convert.request import convert_request
+from ccproxy.errors import ApiError
+from ccproxy.ids import message_id, request_id
+from ccproxy.providers import Profile
+from ccproxy.routing import Router
+from ccproxy.tokens import count_request_tokens
+from ccproxy.upstream import Upstream
+from ccproxy.web.errors import write_error, write_json
+from ccproxy.web.exchange import MessageExchange
+
+__all__ = ["Context", "build_root"]
+
+_log = Logger()
+
+
+@frozen
+class Context:
+    """What every resource needs: settings, routing, the provider profile, upstream, clock."""
+
+    settings: Settings
+    router: Router
+    profile: Profile
+    upstream: Upstream
+    clock: Any
+
+
+def _new_request_id(request: Request) -> str:
+    rid = request_id()
+    request.setHeader(b"request-id", rid.encode())
+    return rid
+
+
+class JSONResource(Resource):
+    """A resource whose failures are Anthropic JSON: 404 for unknown children, 405 for
+    methods it does not render."""
+
+    def getChild(self, path: bytes, request: Request) -> Resource:  # noqa: N802
+        return NotFound()
+
+    def render(self, request: Request) -> bytes | int:
+        method = request.method.decode("latin-1")
+        if method == "HEAD":  # answered like GET, without the body
+            method = "GET"
+        handler = getattr(self, f"render_{method}", None)
+        if handler is None:
+            allowed = sorted(
+                name[len("render_") :] for name in dir(self) if name.startswith("render_") and name not in ("render_", "render_HEAD")
+            )
+            rid = _new_request_id(request)
+            message = f"method {method} is not allowed on {request.path.decode('latin-1', 'replace')}"
+            error = ApiError(405, "invalid_request_error", message, {"allow": ", ".join(allowed)})
+            write_error(request, error, rid)
+            return NOT_DONE_YET
+        result: bytes | int = handler(request)
+        return result
+
+
+class NotFound(JSONResource):
+    """Any path ccproxy does not serve."""
+
+    isLeaf = True
+
+    def render(self, request: Request) -> int:
+        rid = _new_request_id(request)
+        path = request.path.decode("latin-1", "replace")
+        write_error(request, ApiError(404, "not_found_error", f"no such endpoint: {path}"), rid)
+        return NOT_DONE_YET
+
+
+class Status(JSONResource):
+    """C{GET /} and C{GET /health}: liveness and what the proxy talks to (never keys)."""
+
+    isLeaf = True
+
+    def __init__(self, context: Context) -> None:
+        super().__init__()
+        self._context = context
+
+    def render_GET(self, request: Request) -> int:  # noqa: N802
+        _new_request_id(request)
+        settings = self._context.settings
+        write_json(
+            request,
+            200,
+            {
+                "status": "ok",
+                "name": "ccproxy",
+                "version": ccproxy.__version__,
+                "upstream": settings.upstream_host,
+                "provider": self._context.profile.name,
+                "routing": self._context.router.table(),
+            },
+        )
+        return NOT_DONE_YET
+
+
+class Hello(JSONResource):
+    """C{/api/hello}: Claude Code's start-up probe; 200 with an empty body."""
+
+    isLeaf = True
+
+    def render_GET(self, request: Request) -> bytes:  # noqa: N802
+        _new_request_id(request)
+        request.setHeader(b"content-type", b"application/json")
+        return b"" if request.method == b"HEAD" else b"{}"
+
+
+class ClientRequest(JSONResource):
+    """Shared checks for the C{/v1} endpoints: client key, body size, JSON."""
+
+    isLeaf = True
+
+    def __init__(self, context: Context) -> None:
+        super().__init__()
+        self._context = context
+
+    def _authorized(self, request: Request) -> bool:
+        expected = self._context.settings.anthropic_api_key
+        if not expected:
+            return True
+        offered = request.getHeader(b"x-api-key") or b""
+        authorization = request.getHeader(b"authorization") or b""
+        if authorization[:7].lower() == b"bearer ":
+            bearer = authorization[7:].strip()
+        else:
+            bearer = b""
+        key = expected.encode()
+        # Both compared, always, in constant time.
+        return hmac.compare_digest(offered, key) | hmac.compare_digest(bearer, key)
+
+    def _body(self, request: Request) -> Any:
+        """The decoded JSON body. @raise ApiError: too large, or not JSON."""
+        content = request.content
+        if content is None:
+            raise ApiError(400, "invalid_request_error", "request body is empty")
+        content.seek(0, 2)
+        size = content.tell()
+        limit = self._context.settings.max_request_bytes
+        if size > limit:
+            raise ApiError(413, "request_too_large", f"request body is {size} bytes; the limit is {limit}")
+        content.seek(0)
+        raw = content.read()
+        if not raw.strip():
+            raise ApiError(400, "invalid_request_error", "request body is empty")
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError) as error:
+            raise ApiError(400, "invalid_request_error", f"request body is not valid JSON: {error}") from None
+
+    def render_POST(self, request: Request) -> int:  # noqa: N802
+        rid = _new_request_id(request)
+        try:
+            if not self._authorized(request):
+                raise ApiError(401, "authentication_error", "invalid x-api-key or Authorization bearer token")
+            self.handle(request, rid, self._body(request))
+        except ApiError as error:
+            write_error(request, error, rid)
+        except RequestError as error:
+            write_error(request, ApiError(400, "invalid_request_error", str(error)), rid)
+        return NOT_DONE_YET
+
+    def handle(self, request: Request, rid: str, body: Any) -> None:
+        """Answer a request whose key and JSON body passed the checks."""
+        raise NotImplementedError
+
+
+class Messages(ClientRequest):
+    """C{POST /v1/messages}: convert, call upstream, stream or assemble the answer."""
+
+    def handle(self, request: Request, rid: str, body: Any) -> None:
+        parsed = parse_messages_request(body)
+        context = self._context
+        input_estimate = count_request_tokens(body, exact=False)
+        if parsed.max_tokens == 0:
+            write_json(request, 200, _empty_message(parsed, input_estimate))
+            return
+        upstream_model = context.router.resolve(parsed.model)
+        conversion = convert_request(parsed, upstream_model, context.profile)
+        if conversion.dropped_tools:
+            _log.info(
+                "request {request_id}: dropped server tools with no OpenAI form: {tools}",
+                request_id=rid,
+                tools=", ".join(conversion.dropped_tools),
+            )
+        MessageExchange(
+            request,
+            rid,
+            conversion,
+            client_model=parsed.model,
+            streaming=parsed.stream,
+            upstream=context.upstream,
+            profile_name=context.profile.name,
+            extra_headers=context.profile.headers(context.settings),
+            input_estimate=input_estimate,
+            clock=context.clock,
+            ping_interval=context.settings.ping_interval,
+            idle_timeout=context.settings.upstream_timeout,
+        ).start()
+
+
+def _empty_message(parsed: MessagesRequest, input_tokens: int) -> dict[str, Any]:
+    """The answer to C{max_tokens: 0} (a cache pre-warm): nothing generated, no upstream call."""
+    return {
+        "id": message_id(),
+        "type": "message",
+        "role": "assistant",
+        "model": parsed.model,
+        "content": [],
+        "stop_reason": "max_tokens",
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": input_tokens,
+            "output_tokens": 0,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        },
+    }
+
+
+class CountTokens(ClientRequest):
+    """C{POST /v1/messages/count_tokens}: counted locally, never sent upstream."""
+
+    def handle(self, request: Request, rid: str, body: Any) -> None:
+        parse_count_tokens_request(body)
+        write_json(request, 200, {"input_tokens": count_request_tokens(body)})
+
+
+def build_root(context: Context) -> Resource:
+    """The whole tree."""
+    root = Status(context)
+    root.isLeaf = False
+    root.putChild(b"", Status(context))
+    root.putChild(b"health", Status(context))
+    api = JSONResource()
+    api.putChild(b"hello", Hello())
+    root.putChild(b"api", api)
+    v1 = JSONResource()
+    messages = Messages(context)
+    messages.isLeaf = False
+    messages.putChild(b"count_tokens", CountTokens(context))
+    v1.putChild(b"messages", messages)
+    root.putChild(b"v1", v1)
+    return root

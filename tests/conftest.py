@@ -1,0 +1,61 @@
+"""Shared fixtures: the reactor, a scripted upstream and a ccproxy Site on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet.defer import DeferredList
+
+from ccproxy.config import Settings
+from ccproxy.service import build_site
+from tests.fake_upstream import FakeOpenAI, Script, start_fake_upstream
+
+
+@pytest.fixture(scope="session")
+def reactor() -> Any:
+    """The global reactor pytest-twisted runs."""
+    from twisted.internet import reactor as global_reactor
+
+    return global_reactor
+
+
+class Harness:
+    """A running fake upstream and a ccproxy Site in front of it."""
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+        self._ports: list[Any] = []
+        self._upstreams: list[Any] = []
+        self.upstream: FakeOpenAI | None = None
+        self.url = ""
+
+    def start(self, script: Script, **settings: Any) -> str:
+        """Start both; return the proxy's base URL."""
+        self.upstream, upstream_port = start_fake_upstream(script)
+        self._ports.append(upstream_port)
+        base = f"http://127.0.0.1:{upstream_port.getHost().port}/v1"
+        values: dict[str, Any] = {"openai_base_url": base, "openai_api_key": "sk-upstream-secret"}
+        values.update(settings)
+        site, upstream, _, _ = build_site(Settings(**values), self._reactor)
+        upstream.start()
+        self._upstreams.append(upstream)
+        port = self._reactor.listenTCP(0, site, interface="127.0.0.1")
+        self._ports.append(port)
+        self.url = f"http://127.0.0.1:{port.getHost().port}"
+        return self.url
+
+    def stop(self) -> None:
+        waits = [u.stop() for u in self._upstreams]
+        waits += [p.stopListening() for p in self._ports]
+        pytest_twisted.blockon(DeferredList([w for w in waits if w is not None]))
+
+
+@pytest.fixture
+def harness(reactor: Any) -> Iterator[Harness]:
+    """A L{Harness}, stopped after the test."""
+    h = Harness(reactor)
+    yield h
+    h.stop()
