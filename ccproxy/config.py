@@ -51,6 +51,17 @@ class Settings:
     upstream_timeout: float = 600.0
     ping_interval: float = 15.0
     max_request_bytes: int = 32 * 1024 * 1024
+    log_mode: str = "default"
+
+    @property
+    def debug(self) -> bool:
+        """Whether full, redacted request and stream dumps are logged."""
+        return self.log_mode == "debug"
+
+    @property
+    def secrets(self) -> tuple[str | None, ...]:
+        """Values that must never appear in a log line."""
+        return (self.openai_api_key, self.anthropic_api_key)
 
     @property
     def upstream_host(self) -> str:
@@ -147,6 +158,13 @@ def _positive_int(name: str, value: str) -> int:
     return number
 
 
+def _log_mode(name: str, value: str) -> str:
+    mode = value.strip().lower() or "default"
+    if mode not in ("default", "simple", "debug"):
+        raise ConfigError(f"{name}: {value!r} is not one of default, simple, debug")
+    return mode
+
+
 def _text(name: str, value: str) -> str | None:
     stripped = value.strip()
     if any(c in stripped for c in "\r\n\0"):
@@ -178,6 +196,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "UPSTREAM_TIMEOUT": ("upstream_timeout", _positive_float),
     "PING_INTERVAL": ("ping_interval", _positive_float),
     "MAX_REQUEST_BYTES": ("max_request_bytes", _positive_int),
+    "LOG_MODE": ("log_mode", _log_mode),
 }
 
 VARIABLES = tuple(_VARIABLES)

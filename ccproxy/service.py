@@ -20,7 +20,9 @@ from ccproxy.config import Settings
 from ccproxy.providers import profile_for
 from ccproxy.routing import Router
 from ccproxy.upstream import Upstream
-from ccproxy.web.resources import Context, build_root
+from ccproxy.logs import Stats
+from ccproxy.web.context import Context
+from ccproxy.web.resources import build_root
 
 __all__ = ["makeService", "QuietSite", "UpstreamService", "endpoint_description"]
 
@@ -83,7 +85,14 @@ def build_site(settings: Settings, reactor: Any) -> tuple[Site, Upstream, Router
     router = Router.from_settings(settings)
     profile = profile_for(settings.openai_base_url)
     upstream = Upstream(settings, reactor)
-    context = Context(settings=settings, router=router, profile=profile, upstream=upstream, clock=reactor)
+    context = Context(
+        settings=settings,
+        router=router,
+        profile=profile,
+        upstream=upstream,
+        clock=reactor,
+        stats=Stats(started=reactor.seconds()),
+    )
     site = QuietSite(build_root(context))
     site.displayTracebacks = False
     return site, upstream, router, profile.name

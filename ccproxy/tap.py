@@ -15,7 +15,7 @@ __all__ = ["Options", "makeService"]
 class Options(usage.Options):
     """Command-line options; each overrides the matching environment variable."""
 
-    synopsis = "[--port PORT] [--host HOST] [--env-file PATH]"
+    synopsis = "[--port PORT] [--host HOST] [--env-file PATH] [--debug] [--simple]"
     longdesc = (
         "Serve the Anthropic Messages API and forward to an OpenAI-compatible provider. "
         "Configuration comes from the environment, --env-file, ./.env and ~/.claude/proxy.env."
@@ -24,6 +24,10 @@ class Options(usage.Options):
         ["port", "p", None, "Port to listen on (PORT, default 8082)."],
         ["host", None, None, "Interface to listen on (HOST, default 127.0.0.1)."],
         ["env-file", None, None, "Extra configuration file, read before ./.env."],
+    ]
+    optFlags = [
+        ["debug", "d", "Log in more detail."],
+        ["simple", "s", "Log in a simpler format."],
     ]
 
     def postOptions(self) -> None:  # noqa: N802

@@ -22,7 +22,8 @@ from ccproxy.convert.stream import StreamConverter
 from ccproxy.errors import ApiError, from_upstream
 from ccproxy.ids import message_id
 from ccproxy.openai import to_json
-from ccproxy.upstream import Upstream
+from ccproxy.logs import RequestRecord, debug_dump, log_request
+from ccproxy.web.context import Context
 from ccproxy.web.errors import write_error
 from ccproxy.web.streaming import MessageSink, Relay, Sink, SSESink
 
@@ -61,47 +62,41 @@ class _ErrorBody(Protocol):
 
 
 class MessageExchange:
-    """Runs one converted request against the upstream for one client request."""
+    """Runs one converted request against the upstream for one client request.
+
+    It owns the request's L{RequestRecord}: whatever way the exchange ends (answer,
+    upstream error, client gone), L{_ended} runs once and logs the request's line.
+    """
 
     def __init__(
         self,
         request: Request,
-        request_id: str,
+        context: Context,
         conversion: Conversion,
-        *,
-        client_model: str,
-        streaming: bool,
-        upstream: Upstream,
-        profile_name: str,
-        extra_headers: dict[str, str],
+        record: RequestRecord,
         input_estimate: int,
-        clock: Any,
-        ping_interval: float,
-        idle_timeout: float,
     ) -> None:
         self._request = request
-        self._request_id = request_id
+        self._context = context
         self._conversion = conversion
-        self._client_model = client_model
-        self._streaming = streaming
-        self._upstream = upstream
-        self._profile_name = profile_name
-        self._extra_headers = extra_headers
+        self._record = record
         self._input_estimate = input_estimate
-        self._clock = clock
-        self._ping_interval = ping_interval
-        self._idle_timeout = idle_timeout
         self._pending: Deferred[IResponse] | None = None
         self._relay: Relay | None = None
         self._client_gone = False
-        self._provider = upstream.settings.upstream_host
+        self._logged = False
+        self._provider = context.settings.upstream_host
 
     def start(self) -> None:
         """Send the upstream request; the client response follows asynchronously."""
-        self._request.notifyFinish().addErrback(self._client_lost)
+        context = self._context
+        context.stats.active += 1
+        self._request.notifyFinish().addBoth(self._ended)
         body = to_json(self._conversion.request)
+        if context.settings.debug:
+            debug_dump("upstream request", self._record.request_id, body, context.settings.secrets)
         try:
-            pending = self._upstream.post_chat(body, self._extra_headers)
+            pending = context.upstream.post_chat(body, context.profile.headers(context.settings))
         except Exception:  # noqa: BLE001 - an unusable URL must still answer the client
             _log.failure("could not start the upstream request")
             self._fail(ApiError(502, "api_error", f"cannot reach upstream {self._provider}"))
@@ -110,13 +105,28 @@ class MessageExchange:
         pending.addCallbacks(self._response, self._upstream_failed)
         pending.addErrback(self._bug)
 
-    def _client_lost(self, reason: Failure) -> None:
-        self._client_gone = True
-        if self._pending is not None and not self._pending.called:
-            self._pending.cancel()
-        if self._relay is not None:
-            self._relay.cancel()
-        _log.info("request {request_id} cancelled by the client", request_id=self._request_id)
+    def _ended(self, result: Failure | None) -> None:
+        """The client response is over (finished, or the connection was lost)."""
+        if isinstance(result, Failure):
+            self._client_gone = True
+            if self._pending is not None and not self._pending.called:
+                self._pending.cancel()
+            if self._relay is not None:
+                self._relay.cancel()
+            self._record.outcome = "cancelled"
+        record = self._record
+        record.ended = self._context.clock.seconds()
+        record.status = self._request.code
+        stats = self._context.stats
+        stats.active -= 1
+        stats.requests += 1
+        if record.outcome == "cancelled":
+            stats.cancelled += 1
+        elif record.outcome != "ok" or record.status >= 400:
+            stats.errors += 1
+            if record.outcome == "ok":
+                record.outcome = "error"
+        log_request(record)
 
     def _response(self, response: IResponse) -> None:
         self._pending = None
@@ -129,17 +139,15 @@ class MessageExchange:
             collector.done.addCallback(self._upstream_error, response.code, headers)
             response.deliverBody(collector)
             return
-        content_type = headers.get("content-type", "")
-        sink: Sink = (
-            SSESink(self._request, self._request_id)
-            if self._streaming
-            else MessageSink(self._request, self._request_id)
-        )
+        settings = self._context.settings
+        streaming = self._record.stream
+        rid = self._record.request_id
+        sink: Sink = SSESink(self._request, rid) if streaming else MessageSink(self._request, rid)
         converter = StreamConverter(
-            model=self._client_model,
+            model=self._record.client_model,
             message_id=message_id(),
             upstream_model=self._conversion.request.model,
-            profile=self._profile_name,
+            profile=self._context.profile.name,
             names=self._conversion.names,
             ids=self._conversion.ids,
             input_estimate=self._input_estimate,
@@ -149,22 +157,21 @@ class MessageExchange:
             self._request,
             converter,
             sink,
-            self._clock,
-            streaming=self._streaming,
-            ping_interval=self._ping_interval,
-            idle_timeout=self._idle_timeout,
-            json_body="application/json" in content_type,
+            self._context.clock,
+            self._record,
+            streaming=streaming,
+            ping_interval=settings.ping_interval,
+            idle_timeout=settings.upstream_timeout,
+            json_body="application/json" in headers.get("content-type", ""),
+            debug_secrets=settings.secrets if settings.debug else None,
         )
         response.deliverBody(self._relay)
 
     def _upstream_error(self, body: bytes, status: int, headers: dict[str, str]) -> None:
-        error = from_upstream(status, body, headers, self._provider, now=self._clock.seconds())
-        _log.info(
-            "request {request_id}: upstream answered {status}: {error}",
-            request_id=self._request_id,
-            status=status,
-            error=str(error),
-        )
+        error = from_upstream(status, body, headers, self._provider, now=self._context.clock.seconds())
+        self._record.error = f"upstream {status}"
+        if self._context.settings.debug:
+            debug_dump(f"upstream error {status}", self._record.request_id, body, self._context.settings.secrets)
         self._fail(error)
 
     def _upstream_failed(self, reason: Failure) -> None:
@@ -172,20 +179,19 @@ class MessageExchange:
         if self._client_gone:
             return
         if reason.check(CancelledError):
-            error = ApiError(
-                504, "timeout_error", f"{self._provider}: no response within {self._upstream.settings.upstream_timeout:g} s"
-            )
+            timeout = self._context.settings.upstream_timeout
+            error = ApiError(504, "timeout_error", f"{self._provider}: no response within {timeout:g} s")
         else:
             error = ApiError(502, "api_error", f"cannot reach upstream {self._provider}: {reason.getErrorMessage()}")
-        _log.info("request {request_id}: {error}", request_id=self._request_id, error=str(error))
         self._fail(error)
 
     def _fail(self, error: ApiError) -> None:
+        self._record.error = self._record.error or error.message
         if not self._client_gone:
-            write_error(self._request, error, self._request_id)
+            write_error(self._request, error, self._record.request_id)
 
     def _bug(self, reason: Failure) -> None:
-        _log.failure("request {request_id} failed inside ccproxy", reason, request_id=self._request_id)
+        _log.failure("request {request_id} failed inside ccproxy", reason, request_id=self._record.request_id)
         if not self._client_gone and not self._request.finished:
             self._fail(ApiError(500, "api_error", "internal error in ccproxy; see its log"))
 

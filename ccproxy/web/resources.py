@@ -10,7 +10,6 @@ import hmac
 import json
 from typing import Any
 
-from attrs import frozen
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
@@ -22,31 +21,18 @@ from ccproxy.anthropic import (
     parse_count_tokens_request,
     parse_messages_request,
 )
-from ccproxy.config import Settings
 from ccproxy.convert.request import convert_request
 from ccproxy.errors import ApiError
 from ccproxy.ids import message_id, request_id
-from ccproxy.providers import Profile
-from ccproxy.routing import Router
 from ccproxy.tokens import count_request_tokens
-from ccproxy.upstream import Upstream
+from ccproxy.logs import RequestRecord, debug_dump, log_request
+from ccproxy.web.context import Context
 from ccproxy.web.errors import write_error, write_json
 from ccproxy.web.exchange import MessageExchange
 
 __all__ = ["Context", "build_root"]
 
 _log = Logger()
-
-
-@frozen
-class Context:
-    """What every resource needs: settings, routing, the provider profile, upstream, clock."""
-
-    settings: Settings
-    router: Router
-    profile: Profile
-    upstream: Upstream
-    clock: Any
 
 
 def _new_request_id(request: Request) -> str:
@@ -114,6 +100,7 @@ class Status(JSONResource):
                 "upstream": settings.upstream_host,
                 "provider": self._context.profile.name,
                 "routing": self._context.router.table(),
+                **self._context.stats.as_json(self._context.clock.seconds()),
             },
         )
         return NOT_DONE_YET
@@ -178,11 +165,20 @@ class ClientRequest(JSONResource):
             if not self._authorized(request):
                 raise ApiError(401, "authentication_error", "invalid x-api-key or Authorization bearer token")
             self.handle(request, rid, self._body(request))
+        except RequestError as invalid:
+            self._refuse(request, rid, ApiError(400, "invalid_request_error", str(invalid)))
         except ApiError as error:
-            write_error(request, error, rid)
-        except RequestError as error:
-            write_error(request, ApiError(400, "invalid_request_error", str(error)), rid)
+            self._refuse(request, rid, error)
         return NOT_DONE_YET
+
+    def _refuse(self, request: Request, rid: str, error: ApiError) -> None:
+        """Answer with C{error} before any upstream call, and log the request's line."""
+        write_error(request, error, rid)
+        now = self._context.clock.seconds()
+        stats = self._context.stats
+        stats.requests += 1
+        stats.errors += 1
+        log_request(RequestRecord(rid, "-", "-", False, now, error.status, "refused", ended=now, error=error.message))
 
     def handle(self, request: Request, rid: str, body: Any) -> None:
         """Answer a request whose key and JSON body passed the checks."""
@@ -200,27 +196,17 @@ class Messages(ClientRequest):
             write_json(request, 200, _empty_message(parsed, input_estimate))
             return
         upstream_model = context.router.resolve(parsed.model)
+        if context.settings.debug:
+            debug_dump("client request", rid, body, context.settings.secrets)
         conversion = convert_request(parsed, upstream_model, context.profile)
-        if conversion.dropped_tools:
+        if conversion.dropped_tools and context.settings.log_mode != "simple":
             _log.info(
                 "request {request_id}: dropped server tools with no OpenAI form: {tools}",
                 request_id=rid,
                 tools=", ".join(conversion.dropped_tools),
             )
-        MessageExchange(
-            request,
-            rid,
-            conversion,
-            client_model=parsed.model,
-            streaming=parsed.stream,
-            upstream=context.upstream,
-            profile_name=context.profile.name,
-            extra_headers=context.profile.headers(context.settings),
-            input_estimate=input_estimate,
-            clock=context.clock,
-            ping_interval=context.settings.ping_interval,
-            idle_timeout=context.settings.upstream_timeout,
-        ).start()
+        record = RequestRecord(rid, parsed.model, upstream_model, parsed.stream, context.clock.seconds())
+        MessageExchange(request, context, conversion, record, input_estimate).start()
 
 
 def _empty_message(parsed: MessagesRequest, input_tokens: int) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from ccproxy.convert.response import completion_to_chunk
 from ccproxy.convert.stream import Event, StreamConverter
 from ccproxy.errors import ERROR_TYPES, ApiError
 from ccproxy.grammar import GrammarError, StreamErrorEvent, final_message
+from ccproxy.logs import RequestRecord, debug_dump
 from ccproxy.sse import SSEError, SSEParser, encode_event
 from ccproxy.web.errors import write_error, write_json
 
@@ -123,13 +124,17 @@ class Relay(Protocol):
         converter: StreamConverter,
         sink: Sink,
         clock: Any,
+        record: RequestRecord,
         *,
         streaming: bool,
         ping_interval: float,
         idle_timeout: float,
         json_body: bool = False,
+        debug_secrets: tuple[str | None, ...] | None = None,
     ) -> None:
         self._request = request
+        self._record = record
+        self._debug_secrets = debug_secrets
         self._converter = converter
         self._sink = sink
         self._clock = clock
@@ -173,6 +178,8 @@ class Relay(Protocol):
             self._idle.reset(self._idle_timeout)
         if self._converter.ended:
             return
+        if self._debug_secrets is not None:
+            debug_dump("upstream bytes", self._record.request_id, data, self._debug_secrets)
         if self._json_body:
             self._collect_json(data)
             return
@@ -259,9 +266,21 @@ class Relay(Protocol):
     # -- helpers -----------------------------------------------------------------------
 
     def _emit(self, events: list[Event]) -> None:
-        if events and not self._client_gone:
-            self._sink.events(events)
-            self._last_write = self._clock.seconds()
+        if not events or self._client_gone:
+            return
+        self._sink.events(events)
+        self._last_write = now = self._clock.seconds()
+        record = self._record
+        if record.first_token is None and events[0][0] != "message_start":
+            record.first_token = now
+        last_name, last_payload = events[-1]
+        if last_name == "message_stop" and len(events) > 1:
+            record.usage = events[-2][1].get("usage")
+        elif last_name == "error":
+            record.outcome = "error"
+            record.error = str(last_payload["error"].get("message", ""))
+        if self._debug_secrets is not None:
+            debug_dump("client events", record.request_id, events, self._debug_secrets)
 
     def _keepalive(self) -> None:
         if self._paused or self._client_gone:

@@ -1,0 +1,4 @@
+"""A reproducible benchmark of ccproxy against a direct upstream: C{python -m bench.run}.
+
+See C{bench/README.md}.
+"""

@@ -1,0 +1,124 @@
+"""What ccproxy logs: one line per request, and redacted debug dumps.
+
+Every request ends in exactly one line (L{RequestRecord.line}): time is added by the
+log observer; the line has the client and upstream model, stream or not, status or
+outcome, tokens, time to first token, total time and tokens per second. Debug mode adds
+full dumps of what went in and out, with every key and Authorization value redacted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from attrs import define
+from twisted.logger import Logger
+
+__all__ = ["RequestRecord", "Stats", "redact_headers", "redact_text", "debug_dump", "LOG_MODES"]
+
+_log = Logger(namespace="ccproxy")
+LOG_MODES = ("default", "simple", "debug")
+SECRET_HEADERS = frozenset({"authorization", "x-api-key", "proxy-authorization", "api-key", "cookie"})
+REDACTED = "[redacted]"
+_KEYLIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+[A-Za-z0-9_\-\.=]{6,})")
+
+
+def redact_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Headers safe to log: secret ones replaced by a marker."""
+    return {name: (REDACTED if name.lower() in SECRET_HEADERS else value) for name, value in headers}
+
+
+def redact_text(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """C{text} with configured secrets and anything shaped like a key replaced."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return _KEYLIKE.sub(REDACTED, text)
+
+
+@define
+class Stats:
+    """Counters for C{/health} and C{ccproxy status}; one per service, never global."""
+
+    started: float
+    requests: int = 0
+    errors: int = 0
+    cancelled: int = 0
+    active: int = 0
+
+    def as_json(self, now: float) -> dict[str, Any]:
+        """The counters and the uptime in seconds."""
+        return {
+            "uptime_seconds": round(now - self.started, 1),
+            "requests": self.requests,
+            "errors": self.errors,
+            "cancelled": self.cancelled,
+            "active": self.active,
+        }
+
+
+@define
+class RequestRecord:
+    """Everything the per-request line reports, filled in as the request goes."""
+
+    request_id: str
+    client_model: str
+    upstream_model: str
+    stream: bool
+    started: float
+    status: int = 0
+    outcome: str = "ok"
+    first_token: float | None = None
+    ended: float | None = None
+    usage: Mapping[str, Any] | None = None
+    error: str = ""
+
+    def line(self) -> str:
+        """The one line for this request."""
+        ended = self.ended if self.ended is not None else self.started
+        total = ended - self.started
+        usage = self.usage or {}
+        output = int(usage.get("output_tokens") or 0)
+        parts = [
+            self.request_id,
+            f"{self.client_model} -> {self.upstream_model}",
+            "stream" if self.stream else "json",
+            str(self.status) if self.outcome == "ok" else f"{self.status} {self.outcome}",
+            f"in={usage.get('input_tokens', 0)} out={output} "
+            f"cache_read={usage.get('cache_read_input_tokens', 0)} "
+            f"cache_write={usage.get('cache_creation_input_tokens', 0)}",
+        ]
+        if self.first_token is not None:
+            parts.append(f"ttft={self.first_token - self.started:.3f}s")
+            generating = ended - self.first_token
+            if output and generating > 0:
+                parts.append(f"{output / generating:.1f} tok/s")
+        parts.append(f"total={total:.3f}s")
+        if self.error:
+            parts.append(self.error)
+        return " ".join(parts)
+
+
+def log_request(record: RequestRecord) -> None:
+    """Emit the request's line (level info, or warn for errors)."""
+    emit = _log.info if record.outcome in ("ok", "cancelled") else _log.warn
+    emit("{line}", line=record.line(), ccproxy_request=True)
+
+
+def debug_dump(label: str, request_id: str, payload: Any, secrets: Iterable[str | None] = ()) -> None:
+    """Log C{payload} (JSON-able or text) under C{label}, redacted, for debug mode."""
+    if isinstance(payload, (bytes, bytearray)):
+        text = bytes(payload).decode("utf-8", "replace")
+    elif isinstance(payload, str):
+        text = payload
+    else:
+        text = json.dumps(payload, ensure_ascii=False, indent=2, default=str)
+    _log.debug(
+        "{request_id} {label}:\n{text}",
+        request_id=request_id,
+        label=label,
+        text=redact_text(text, secrets),
+        ccproxy_debug=True,
+    )

@@ -1,0 +1,30 @@
+"""What every resource and exchange shares: settings, routing, provider, upstream, clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from attrs import frozen
+
+from ccproxy.config import Settings
+from ccproxy.logs import Stats
+from ccproxy.providers import Profile
+from ccproxy.routing import Router
+from ccproxy.upstream import Upstream
+
+__all__ = ["Context"]
+
+
+@frozen
+class Context:
+    """The collaborators of one running proxy (one per service, never global).
+
+    @ivar clock: the reactor (or a C{task.Clock} in tests) for timers and timestamps.
+    """
+
+    settings: Settings
+    router: Router
+    profile: Profile
+    upstream: Upstream
+    clock: Any
+    stats: Stats
