@@ -52,6 +52,9 @@ class Settings:
     ping_interval: float = 15.0
     max_request_bytes: int = 32 * 1024 * 1024
     log_mode: str = "default"
+    upstream_retries: int = 2
+    retry_max_wait: float = 10.0
+    retry_backoff: float = 0.5
 
     @property
     def debug(self) -> bool:
@@ -148,6 +151,26 @@ def _positive_float(name: str, value: str) -> float:
     return number
 
 
+def _count(name: str, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name}: {value!r} is not an integer") from None
+    if number < 0:
+        raise ConfigError(f"{name}: must be 0 or more, got {value!r}")
+    return number
+
+
+def _seconds(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{name}: {value!r} is not a number") from None
+    if not number >= 0:
+        raise ConfigError(f"{name}: must be 0 or more, got {value!r}")
+    return number
+
+
 def _positive_int(name: str, value: str) -> int:
     try:
         number = int(value)
@@ -197,6 +220,9 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "PING_INTERVAL": ("ping_interval", _positive_float),
     "MAX_REQUEST_BYTES": ("max_request_bytes", _positive_int),
     "LOG_MODE": ("log_mode", _log_mode),
+    "UPSTREAM_RETRIES": ("upstream_retries", _count),
+    "RETRY_MAX_WAIT": ("retry_max_wait", _seconds),
+    "RETRY_BACKOFF": ("retry_backoff", _seconds),
 }
 
 VARIABLES = tuple(_VARIABLES)

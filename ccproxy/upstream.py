@@ -75,8 +75,10 @@ class Upstream:
     def post_chat(self, body: bytes, extra_headers: Mapping[str, str]) -> Deferred[IResponse]:
         """POST C{body} to C{/chat/completions}; fires with the response once headers arrive.
 
-        The body is not buffered (C{unbuffered=True}): the caller streams it. treq's
-        C{timeout} covers connecting and waiting for the headers only.
+        The body is not buffered (C{unbuffered=True}): the caller streams it. Cancelling
+        the Deferred before the headers aborts the connection; the caller owns the
+        time limits (treq's own C{timeout} would be indistinguishable from a dropped
+        connection).
         """
         if self.client is None:
             raise RuntimeError("Upstream.start() has not been called")
@@ -85,6 +87,5 @@ class Upstream:
             data=body,
             headers=self.headers(extra_headers),
             unbuffered=True,
-            timeout=self.settings.upstream_timeout,
         )
         return result

@@ -37,7 +37,11 @@ class Harness:
         self.upstream, upstream_port = start_fake_upstream(script)
         self._ports.append(upstream_port)
         base = f"http://127.0.0.1:{upstream_port.getHost().port}/v1"
-        values: dict[str, Any] = {"openai_base_url": base, "openai_api_key": "sk-upstream-secret"}
+        values: dict[str, Any] = {
+            "openai_base_url": base,
+            "openai_api_key": "sk-upstream-secret",
+            "retry_backoff": 0.01,
+        }
         values.update(settings)
         site, upstream, _, _ = build_site(Settings(**values), self._reactor)
         upstream.start()

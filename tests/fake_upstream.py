@@ -13,6 +13,8 @@ from typing import Any, Union
 
 from attrs import define, field
 from twisted.internet import reactor
+from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
@@ -35,6 +37,7 @@ class Reply:
     headers: dict[str, str] = field(factory=dict)
     interval: float = 0.0
     hang: bool = False
+    flood: bool = False
 
 
 @define
@@ -44,6 +47,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: Any
+    peer_port: int = 0
 
 
 Script = Union[list[Reply], Callable[[Any], Reply]]
@@ -60,6 +64,7 @@ class FakeOpenAI(Resource):
         self.received: list[Received] = []
         self.open_requests: list[Request] = []
         self.finished_or_lost = 0
+        self.flood: Flood | None = None
 
     def render_POST(self, request: Request) -> int:  # noqa: N802
         raw = request.content.read() if request.content else b""
@@ -68,7 +73,8 @@ class FakeOpenAI(Resource):
         except ValueError:
             body = raw
         headers = {k.decode().lower(): v[-1].decode() for k, v in request.requestHeaders.getAllRawHeaders()}
-        self.received.append(Received(request.path.decode(), headers, body))
+        peer = request.getClientAddress()
+        self.received.append(Received(request.path.decode(), headers, body, getattr(peer, "port", 0)))
         if callable(self.script):
             reply = self.script(body)
         else:
@@ -88,6 +94,11 @@ class FakeOpenAI(Resource):
             request.finish()
             return NOT_DONE_YET
         request.setHeader("content-type", "text/event-stream")
+        if reply.flood:
+            self.flood = Flood(request)
+            request.registerProducer(self.flood, True)
+            self.flood.resumeProducing()
+            return NOT_DONE_YET
         frames = [c if isinstance(c, bytes) else b"data: " + json.dumps(c).encode() + b"\n\n" for c in reply.chunks]
         if reply.done:
             frames.append(b"data: [DONE]\n\n")
@@ -111,6 +122,41 @@ class FakeOpenAI(Resource):
         self.finished_or_lost += 1
         if request in self.open_requests:
             self.open_requests.remove(request)
+
+
+@implementer(IPushProducer)
+class Flood:
+    """Writes text chunks as fast as the proxy accepts them; records back-pressure."""
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.written = 0
+        self.pauses = 0
+        self.paused = False
+        self.stopped = False
+        frame = {"choices": [{"index": 0, "delta": {"content": "x" * 4000}, "finish_reason": None}]}
+        self.frame = b"data: " + json.dumps(frame).encode() + b"\n\n"
+
+    def pauseProducing(self) -> None:  # noqa: N802
+        self.pauses += 1
+        self.paused = True
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        self.paused = False
+        self._pump()
+
+    def stopProducing(self) -> None:  # noqa: N802
+        self.stopped = True
+
+    def _pump(self) -> None:
+        if self.paused or self.stopped or self.request.finished:
+            return
+        for _ in range(16):
+            self.request.write(self.frame)
+            self.written += len(self.frame)
+            if self.paused:
+                return
+        reactor.callLater(0, self._pump)  # type: ignore[attr-defined]
 
 
 def start_fake_upstream(script: Script) -> tuple[FakeOpenAI, Any]:

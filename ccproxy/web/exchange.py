@@ -1,36 +1,47 @@
-"""One message exchange: post upstream, then relay or translate what comes back.
+"""One message exchange: post upstream (retrying what is safe), then relay the answer.
 
 The client's response headers are held until the upstream's status is known, so an
-upstream 429 or 5xx reaches Claude Code as the same status (with C{retry-after}) and
-its own retry logic works. After a 200 the relay takes over.
+upstream 429 or 5xx reaches Claude Code as the same status (with C{retry-after}) and its
+own retry logic works. The hold is bounded: a streaming client whose upstream has not
+answered within C{PING_INTERVAL} gets its headers, C{message_start} and pings, so its
+idle watchdog never fires; any later failure then arrives as an C{error} event.
+
+Transient failures (connection refused or reset, a stale pooled connection, 502/503/529,
+a 429 with a short C{Retry-After}) are retried with jittered exponential back-off, but
+only while nothing has been sent to the client.
 """
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.error import ConnectionDone
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectError, ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web._newclient import RequestNotSent, RequestTransmissionFailed, ResponseNeverReceived
 from twisted.web.iweb import IResponse
 from twisted.web.server import Request
 
 from ccproxy.convert.request import Conversion
 from ccproxy.convert.stream import StreamConverter
-from ccproxy.errors import ApiError, from_upstream
+from ccproxy.errors import ApiError, from_upstream, retry_after_seconds
 from ccproxy.ids import message_id
-from ccproxy.openai import to_json
 from ccproxy.logs import RequestRecord, debug_dump, log_request
+from ccproxy.openai import to_json
 from ccproxy.web.context import Context
 from ccproxy.web.errors import write_error
-from ccproxy.web.streaming import MessageSink, Relay, Sink, SSESink
+from ccproxy.web.streaming import ClientStream, MessageSink, Relay, Sink, SSESink
 
-__all__ = ["MessageExchange", "MAX_ERROR_BODY"]
+__all__ = ["MessageExchange", "MAX_ERROR_BODY", "RETRY_STATUSES"]
 
 _log = Logger()
 MAX_ERROR_BODY = 256 * 1024
+RETRY_STATUSES = frozenset({502, 503, 529})
+_RETRY_FAILURES = (ConnectError, ConnectionLost, ResponseNeverReceived, RequestNotSent, RequestTransmissionFailed)
 
 
 def _lower_headers(response: IResponse) -> dict[str, str]:
@@ -49,14 +60,14 @@ class _ErrorBody(Protocol):
         self._parts: list[bytes] = []
         self._size = 0
 
-    def dataReceived(self, data: bytes) -> None:
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
         if self._size < MAX_ERROR_BODY:
             self._parts.append(data[: MAX_ERROR_BODY - self._size])
         self._size += len(data)
         if self._size >= MAX_ERROR_BODY:
             self.transport.stopProducing()  # type: ignore[union-attr]
 
-    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
+    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:  # noqa: N802
         if not self.done.called:
             self.done.callback(b"".join(self._parts))
 
@@ -80,41 +91,200 @@ class MessageExchange:
         self._context = context
         self._conversion = conversion
         self._record = record
-        self._input_estimate = input_estimate
-        self._pending: Deferred[IResponse] | None = None
+        self._provider = context.settings.upstream_host
+        self._body = b""
+        self._attempt = 0
+        self._pending: Deferred[Any] | None = None
+        self._timer: IDelayedCall | None = None
+        self._deadline: IDelayedCall | None = None
+        self._timed_out = False
         self._relay: Relay | None = None
         self._client_gone = False
-        self._logged = False
-        self._provider = context.settings.upstream_host
+        settings = context.settings
+        rid = record.request_id
+        sink: Sink = SSESink(request, rid) if record.stream else MessageSink(request, rid)
+        converter = StreamConverter(
+            model=record.client_model,
+            message_id=message_id(),
+            upstream_model=conversion.request.model,
+            profile=context.profile.name,
+            names=conversion.names,
+            ids=conversion.ids,
+            input_estimate=input_estimate,
+            provider=self._provider,
+        )
+        self._debug = settings.secrets if settings.debug else None
+        self._client = ClientStream(converter, sink, record, context.clock, settings.ping_interval, self._debug)
 
     def start(self) -> None:
         """Send the upstream request; the client response follows asynchronously."""
         context = self._context
         context.stats.active += 1
         self._request.notifyFinish().addBoth(self._ended)
-        body = to_json(self._conversion.request)
-        if context.settings.debug:
-            debug_dump("upstream request", self._record.request_id, body, context.settings.secrets)
+        self._body = to_json(self._conversion.request)
+        if self._debug is not None:
+            debug_dump("upstream request", self._record.request_id, self._body, self._debug)
+        if self._client.streams:
+            self._timer = context.clock.callLater(context.settings.ping_interval, self._begin_early)
+        self._send()
+
+    # -- attempts ----------------------------------------------------------------------
+
+    def _send(self) -> None:
+        self._attempt += 1
+        context = self._context
         try:
-            pending = context.upstream.post_chat(body, context.profile.headers(context.settings))
+            pending = context.upstream.post_chat(self._body, context.profile.headers(context.settings))
         except Exception:  # noqa: BLE001 - an unusable URL must still answer the client
             _log.failure("could not start the upstream request")
             self._fail(ApiError(502, "api_error", f"cannot reach upstream {self._provider}"))
             return
         self._pending = pending
+        self._deadline = context.clock.callLater(context.settings.upstream_timeout, self._headers_late)
+        pending.addBoth(self._headers_arrived)
         pending.addCallbacks(self._response, self._upstream_failed)
         pending.addErrback(self._bug)
 
+    def _headers_late(self) -> None:
+        """No response headers within UPSTREAM_TIMEOUT: give up on this upstream call."""
+        self._deadline = None
+        self._timed_out = True
+        if self._pending is not None:
+            self._pending.cancel()
+
+    def _headers_arrived(self, result: Any) -> Any:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+        return result
+
+    def _may_retry(self) -> bool:
+        return (
+            not self._client_gone
+            and not self._client.started
+            and self._attempt <= self._context.settings.upstream_retries
+        )
+
+    def _retry(self, why: str, delay: float | None = None) -> None:
+        settings = self._context.settings
+        if delay is None:
+            delay = settings.retry_backoff * (2 ** (self._attempt - 1)) * (0.75 + random.random() / 4)
+        _log.info(
+            "request {request_id}: attempt {attempt} failed ({why}); retrying in {delay:.2f} s",
+            request_id=self._record.request_id,
+            attempt=self._attempt,
+            why=why,
+            delay=delay,
+        )
+        self._pending = None
+        self._timer_cancel()
+        self._timer = self._context.clock.callLater(delay, self._retry_now)
+
+    def _retry_now(self) -> None:
+        self._timer = None
+        if self._client.streams and not self._client_gone:
+            interval = self._context.settings.ping_interval
+            self._timer = self._context.clock.callLater(interval, self._begin_early)
+        self._send()
+
+    def _begin_early(self) -> None:
+        """The upstream is slow to answer: start the stream so pings can flow."""
+        self._timer = None
+        if not self._client_gone:
+            self._client.begin()
+
+    def _timer_cancel(self) -> None:
+        for timer in (self._timer, self._deadline):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._timer = self._deadline = None
+
+    # -- outcomes ----------------------------------------------------------------------
+
+    def _response(self, response: IResponse) -> None:
+        self._pending = None
+        if self._client_gone:
+            response.deliverBody(_Discard())
+            return
+        headers = _lower_headers(response)
+        if response.code != 200:
+            collector = _ErrorBody()
+            collector.done.addCallback(self._upstream_error, response.code, headers)
+            collector.done.addErrback(self._bug)
+            response.deliverBody(collector)
+            return
+        self._timer_cancel()
+        self._relay = Relay(
+            self._request,
+            self._client,
+            self._context.clock,
+            idle_timeout=self._context.settings.upstream_timeout,
+            json_body="application/json" in headers.get("content-type", ""),
+            debug_secrets=self._debug,
+        )
+        response.deliverBody(self._relay)
+
+    def _upstream_error(self, body: bytes, status: int, headers: dict[str, str]) -> None:
+        if self._client_gone:
+            return
+        settings = self._context.settings
+        if self._debug is not None:
+            debug_dump(f"upstream error {status}", self._record.request_id, body, self._debug)
+        if self._may_retry():
+            if status in RETRY_STATUSES:
+                self._retry(f"upstream {status}")
+                return
+            wait = retry_after_seconds(headers, self._context.clock.seconds())
+            if status == 429 and wait is not None and float(wait) <= settings.retry_max_wait:
+                self._retry("upstream 429", float(wait))
+                return
+        error = from_upstream(status, body, headers, self._provider, now=self._context.clock.seconds())
+        self._record.error = f"upstream {status}"
+        self._fail(error)
+
+    def _upstream_failed(self, reason: Failure) -> None:
+        self._pending = None
+        if self._client_gone:
+            return
+        if self._timed_out:
+            timeout = self._context.settings.upstream_timeout
+            error = ApiError(504, "timeout_error", f"{self._provider}: no response within {timeout:g} s")
+        elif reason.check(*_RETRY_FAILURES) and self._may_retry():
+            self._retry(reason.getErrorMessage())
+            return
+        else:
+            error = ApiError(502, "api_error", f"cannot reach upstream {self._provider}: {reason.getErrorMessage()}")
+        self._fail(error)
+
+    def _fail(self, error: ApiError) -> None:
+        """Tell the client: an HTTP error before the stream started, an event after."""
+        self._timer_cancel()
+        self._record.error = self._record.error or error.message
+        if self._client_gone:
+            return
+        if self._client.started:
+            self._client.fail(error)
+            self._client.end()
+        else:
+            write_error(self._request, error, self._record.request_id)
+
+    def _bug(self, reason: Failure) -> None:
+        _log.failure("request {request_id} failed inside ccproxy", reason, request_id=self._record.request_id)
+        if not self._client_gone and not self._request.finished:
+            self._fail(ApiError(500, "api_error", "internal error in ccproxy; see its log"))
+
     def _ended(self, result: Failure | None) -> None:
         """The client response is over (finished, or the connection was lost)."""
+        self._timer_cancel()
+        record = self._record
         if isinstance(result, Failure):
             self._client_gone = True
+            self._client.abandon()
             if self._pending is not None and not self._pending.called:
                 self._pending.cancel()
             if self._relay is not None:
                 self._relay.cancel()
-            self._record.outcome = "cancelled"
-        record = self._record
+            record.outcome = "cancelled"
         record.ended = self._context.clock.seconds()
         record.status = self._request.code
         stats = self._context.stats
@@ -128,82 +298,9 @@ class MessageExchange:
                 record.outcome = "error"
         log_request(record)
 
-    def _response(self, response: IResponse) -> None:
-        self._pending = None
-        if self._client_gone:
-            response.deliverBody(_Discard())
-            return
-        headers = _lower_headers(response)
-        if response.code != 200:
-            collector = _ErrorBody()
-            collector.done.addCallback(self._upstream_error, response.code, headers)
-            response.deliverBody(collector)
-            return
-        settings = self._context.settings
-        streaming = self._record.stream
-        rid = self._record.request_id
-        sink: Sink = SSESink(self._request, rid) if streaming else MessageSink(self._request, rid)
-        converter = StreamConverter(
-            model=self._record.client_model,
-            message_id=message_id(),
-            upstream_model=self._conversion.request.model,
-            profile=self._context.profile.name,
-            names=self._conversion.names,
-            ids=self._conversion.ids,
-            input_estimate=self._input_estimate,
-            provider=self._provider,
-        )
-        self._relay = Relay(
-            self._request,
-            converter,
-            sink,
-            self._context.clock,
-            self._record,
-            streaming=streaming,
-            ping_interval=settings.ping_interval,
-            idle_timeout=settings.upstream_timeout,
-            json_body="application/json" in headers.get("content-type", ""),
-            debug_secrets=settings.secrets if settings.debug else None,
-        )
-        response.deliverBody(self._relay)
 
-    def _upstream_error(self, body: bytes, status: int, headers: dict[str, str]) -> None:
-        error = from_upstream(status, body, headers, self._provider, now=self._context.clock.seconds())
-        self._record.error = f"upstream {status}"
-        if self._context.settings.debug:
-            debug_dump(f"upstream error {status}", self._record.request_id, body, self._context.settings.secrets)
-        self._fail(error)
-
-    def _upstream_failed(self, reason: Failure) -> None:
-        self._pending = None
-        if self._client_gone:
-            return
-        if reason.check(CancelledError):
-            timeout = self._context.settings.upstream_timeout
-            error = ApiError(504, "timeout_error", f"{self._provider}: no response within {timeout:g} s")
-        else:
-            error = ApiError(502, "api_error", f"cannot reach upstream {self._provider}: {reason.getErrorMessage()}")
-        self._fail(error)
-
-    def _fail(self, error: ApiError) -> None:
-        self._record.error = self._record.error or error.message
-        if not self._client_gone:
-            write_error(self._request, error, self._record.request_id)
-
-    def _bug(self, reason: Failure) -> None:
-        _log.failure("request {request_id} failed inside ccproxy", reason, request_id=self._record.request_id)
-        if not self._client_gone and not self._request.finished:
-            self._fail(ApiError(500, "api_error", "internal error in ccproxy; see its log"))
-
-
-class _Discard:
+class _Discard(Protocol):
     """A body protocol that throws the body away (the client already left)."""
 
-    def makeConnection(self, transport: Any) -> None:
-        transport.stopProducing()
-
-    def dataReceived(self, data: bytes) -> None:
-        pass
-
-    def connectionLost(self, reason: Failure) -> None:
-        pass
+    def connectionMade(self) -> None:  # noqa: N802
+        self.transport.stopProducing()  # type: ignore[union-attr]

@@ -1,11 +1,12 @@
-"""The relay: upstream body protocol and client push producer in one object.
+"""The client side of an exchange and the relay that feeds it from the upstream.
 
-Upstream bytes arrive in L{Relay.dataReceived}, go through the SSE parser and the pure
-stream converter, and each resulting batch of Anthropic events is handed to a sink at
-once: L{SSESink} writes them to the client as they come, L{MessageSink} assembles one
-JSON message for clients that did not ask to stream. When the client cannot keep up,
-twisted.web pauses the relay, which pauses the upstream socket, so back-pressure reaches
-the provider; when the client goes away, the upstream connection is closed at once.
+L{ClientStream} owns what the client sees: the stream converter, a sink (L{SSESink}
+writes each batch of events at once, L{MessageSink} assembles one JSON message), the
+keep-alive pings and the request's log record. L{Relay} is the upstream body protocol
+and, at the same time, the client connection's push producer: when the client cannot
+keep up, twisted.web pauses the relay, which pauses the upstream socket, so
+back-pressure reaches the provider; when the client goes away, the upstream connection
+is closed at once.
 """
 
 from __future__ import annotations
@@ -30,31 +31,36 @@ from ccproxy.logs import RequestRecord, debug_dump
 from ccproxy.sse import SSEError, SSEParser, encode_event
 from ccproxy.web.errors import write_error, write_json
 
-__all__ = ["Relay", "Sink", "SSESink", "MessageSink", "MAX_JSON_BODY"]
+__all__ = ["ClientStream", "Relay", "Sink", "SSESink", "MessageSink", "MAX_JSON_BODY"]
 
 _log = Logger()
 MAX_JSON_BODY = 64 * 1024 * 1024
 _STATUS_FOR_TYPE = {kind: status for status, kind in ERROR_TYPES.items() if status != 405}
+_PING = encode_event("ping", {"type": "ping"})
 
 
 class Sink(TypingProtocol):
     """Where converted events go."""
 
+    streams: bool
+
     def begin(self) -> None:
-        """The upstream answered 200: the response may start."""
+        """The response starts (status and headers)."""
 
     def events(self, events: list[Event]) -> None:
         """Deliver converted events, in order."""
 
     def ping(self) -> None:
-        """Keep an idle client connection alive, if the sink streams."""
+        """Keep an idle client connection alive."""
 
     def end(self) -> None:
-        """The exchange is over: finish the client response."""
+        """Finish the client response."""
 
 
 class SSESink:
     """Streams events to the client as SSE, one write per batch, never held back."""
+
+    streams = True
 
     def __init__(self, request: Request, request_id: str) -> None:
         self._request = request
@@ -68,10 +74,10 @@ class SSESink:
         request.setHeader(b"x-accel-buffering", b"no")
 
     def events(self, events: list[Event]) -> None:
-        self._request.write(b"".join(encode_event(name, payload) for name, payload in events))
+        self._request.write(b"".join([encode_event(name, payload) for name, payload in events]))
 
     def ping(self) -> None:
-        self._request.write(encode_event("ping", {"type": "ping"}))
+        self._request.write(_PING)
 
     def end(self) -> None:
         self._request.finish()
@@ -79,6 +85,8 @@ class SSESink:
 
 class MessageSink:
     """Collects events and answers with one JSON message (or the error they ended in)."""
+
+    streams = False
 
     def __init__(self, request: Request, request_id: str) -> None:
         self._request = request
@@ -110,6 +118,103 @@ class MessageSink:
         write_json(self._request, 200, message)
 
 
+class ClientStream:
+    """What one client receives: converted events, pings, and the end.
+
+    @param debug_secrets: when not C{None}, every batch is dumped (redacted) to the log.
+    """
+
+    def __init__(
+        self,
+        converter: StreamConverter,
+        sink: Sink,
+        record: RequestRecord,
+        clock: Any,
+        ping_interval: float,
+        debug_secrets: tuple[str | None, ...] | None = None,
+    ) -> None:
+        self.converter = converter
+        self.started = False
+        self.paused = False
+        self._sink = sink
+        self._record = record
+        self._clock = clock
+        self._ping_interval = ping_interval
+        self._debug_secrets = debug_secrets
+        self._last_write = 0.0
+        self._ping: LoopingCall | None = None
+        self._closed = False
+
+    @property
+    def request_id(self) -> str:
+        """The id of the request this stream answers."""
+        return self._record.request_id
+
+    @property
+    def streams(self) -> bool:
+        """Whether the client receives SSE (rather than one JSON message)."""
+        return self._sink.streams
+
+    def begin(self) -> None:
+        """Start the response: headers, C{message_start}, then pings during silence."""
+        if self.started:
+            return
+        self.started = True
+        self._sink.begin()
+        self.emit(self.converter.start())
+        if self._sink.streams:
+            self._ping = LoopingCall(self._keepalive)
+            self._ping.clock = self._clock
+            self._ping.start(self._ping_interval, now=False)
+
+    def emit(self, events: list[Event]) -> None:
+        """Hand C{events} to the sink and note what the log line needs."""
+        if not events or self._closed:
+            return
+        self._sink.events(events)
+        self._last_write = now = self._clock.seconds()
+        record = self._record
+        if record.first_token is None and events[0][0] != "message_start":
+            record.first_token = now
+        last_name, last_payload = events[-1]
+        if last_name == "message_stop" and len(events) > 1:
+            record.usage = events[-2][1].get("usage")
+        elif last_name == "error":
+            record.outcome = "error"
+            record.error = str(last_payload["error"].get("message", ""))
+        if self._debug_secrets is not None:
+            debug_dump("client events", record.request_id, events, self._debug_secrets)
+
+    def fail(self, error: ApiError) -> None:
+        """End the stream with C{error} (an C{error} event, or the sink's HTTP error)."""
+        self.emit(self.converter.fail(error))
+
+    def end(self) -> None:
+        """Stop pinging and finish the response (once)."""
+        if self._closed:
+            return
+        self._stop_pings()
+        self._closed = True
+        self._sink.end()
+
+    def abandon(self) -> None:
+        """The client is gone: stop pinging, write nothing more."""
+        self._stop_pings()
+        self._closed = True
+
+    def _keepalive(self) -> None:
+        if self.paused or self._closed:
+            return
+        if self._clock.seconds() - self._last_write >= self._ping_interval * 0.9:
+            self._sink.ping()
+            self._last_write = self._clock.seconds()
+
+    def _stop_pings(self) -> None:
+        if self._ping is not None and self._ping.running:
+            self._ping.stop()
+        self._ping = None
+
+
 @implementer(IPushProducer)
 class Relay(Protocol):
     """Carries one upstream body to one client. See the module docstring.
@@ -121,65 +226,50 @@ class Relay(Protocol):
     def __init__(
         self,
         request: Request,
-        converter: StreamConverter,
-        sink: Sink,
+        client: ClientStream,
         clock: Any,
-        record: RequestRecord,
         *,
-        streaming: bool,
-        ping_interval: float,
         idle_timeout: float,
         json_body: bool = False,
         debug_secrets: tuple[str | None, ...] | None = None,
     ) -> None:
         self._request = request
-        self._record = record
-        self._debug_secrets = debug_secrets
-        self._converter = converter
-        self._sink = sink
+        self._client = client
+        self._converter = client.converter
         self._clock = clock
-        self._streaming = streaming
-        self._ping_interval = ping_interval
         self._idle_timeout = idle_timeout
         self._json_body = json_body
+        self._debug_secrets = debug_secrets
         self._parser = SSEParser()
         self._json_parts: list[bytes] = []
         self._json_size = 0
         self._done = False
-        self._paused = False
         self._client_gone = False
         self._finished = False
         self._producing = False
-        self._last_write = 0.0
-        self._ping: LoopingCall | None = None
         self._idle: IDelayedCall | None = None
 
     # -- upstream body protocol --------------------------------------------------------
 
     def connectionMade(self) -> None:
-        """The upstream body starts: begin the client response."""
+        """The upstream body starts: make sure the client response has begun."""
         if self._client_gone:
             self.transport.stopProducing()  # type: ignore[union-attr]
             return
-        self._sink.begin()
-        if self._streaming:
+        self._client.begin()
+        if self._client.streams:
             self._request.registerProducer(self, True)
             self._producing = True
-        self._emit(self._converter.start())
-        if self._streaming:
-            self._ping = LoopingCall(self._keepalive)
-            self._ping.clock = self._clock
-            self._ping.start(self._ping_interval, now=False)
         self._idle = self._clock.callLater(self._idle_timeout, self._idle_expired)
 
     def dataReceived(self, data: bytes) -> None:
         """Parse, convert and forward whatever events C{data} completes."""
-        if self._idle is not None and self._idle.active():
+        if self._idle is not None:
             self._idle.reset(self._idle_timeout)
         if self._converter.ended:
             return
         if self._debug_secrets is not None:
-            debug_dump("upstream bytes", self._record.request_id, data, self._debug_secrets)
+            debug_dump("upstream bytes", self._client.request_id, data, self._debug_secrets)
         if self._json_body:
             self._collect_json(data)
             return
@@ -204,7 +294,7 @@ class Relay(Protocol):
             preview = data[:120]
             self._abort(ApiError(502, "api_error", f"{self._converter.provider}: not a JSON chunk: {preview!r}"))
             return False
-        self._emit(self._converter.feed(chunk))
+        self._client.emit(self._converter.feed(chunk))
         return not self._converter.ended
 
     def _collect_json(self, data: bytes) -> None:
@@ -216,7 +306,7 @@ class Relay(Protocol):
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
         """The upstream body ended (or broke): end the client response properly."""
-        self._stop_timers()
+        self._cancel_idle()
         if not self._converter.ended and not self._client_gone:
             if self._json_body:
                 self._finish_json()
@@ -225,29 +315,29 @@ class Relay(Protocol):
                     self._handle_data(sse.data)
             # A body that ends without [DONE] and without a finish_reason was cut short,
             # however cleanly the connection closed: the converter reports that.
-            self._emit(self._converter.finish(self._done))
+            self._client.emit(self._converter.finish(self._done))
         self._finish()
 
     def _finish_json(self) -> None:
         try:
             completion = json.loads(b"".join(self._json_parts))
         except ValueError:
-            self._emit(self._converter.fail(ApiError(502, "api_error", f"{self._converter.provider}: invalid JSON response")))
+            self._client.fail(ApiError(502, "api_error", f"{self._converter.provider}: invalid JSON response"))
             return
-        self._emit(self._converter.feed(completion_to_chunk(completion)))
+        self._client.emit(self._converter.feed(completion_to_chunk(completion)))
         self._done = True
 
     # -- client push producer ----------------------------------------------------------
 
     def pauseProducing(self) -> None:
         """The client is slow: stop reading the upstream socket."""
-        self._paused = True
+        self._client.paused = True
         if self.transport is not None:
             self.transport.pauseProducing()  # type: ignore[attr-defined]
 
     def resumeProducing(self) -> None:
         """The client drained: read the upstream socket again."""
-        self._paused = False
+        self._client.paused = False
         if self.transport is not None:
             self.transport.resumeProducing()  # type: ignore[attr-defined]
 
@@ -260,34 +350,11 @@ class Relay(Protocol):
         if self._client_gone:
             return
         self._client_gone = True
-        self._stop_timers()
+        self._client.abandon()
+        self._cancel_idle()
         self._stop_upstream()
 
     # -- helpers -----------------------------------------------------------------------
-
-    def _emit(self, events: list[Event]) -> None:
-        if not events or self._client_gone:
-            return
-        self._sink.events(events)
-        self._last_write = now = self._clock.seconds()
-        record = self._record
-        if record.first_token is None and events[0][0] != "message_start":
-            record.first_token = now
-        last_name, last_payload = events[-1]
-        if last_name == "message_stop" and len(events) > 1:
-            record.usage = events[-2][1].get("usage")
-        elif last_name == "error":
-            record.outcome = "error"
-            record.error = str(last_payload["error"].get("message", ""))
-        if self._debug_secrets is not None:
-            debug_dump("client events", record.request_id, events, self._debug_secrets)
-
-    def _keepalive(self) -> None:
-        if self._paused or self._client_gone:
-            return
-        if self._clock.seconds() - self._last_write >= self._ping_interval * 0.9:
-            self._sink.ping()
-            self._last_write = self._clock.seconds()
 
     def _idle_expired(self) -> None:
         self._idle = None
@@ -296,17 +363,14 @@ class Relay(Protocol):
 
     def _abort(self, error: ApiError) -> None:
         """End the client response with C{error} and drop the upstream connection."""
-        self._emit(self._converter.fail(error))
+        self._client.fail(error)
         self._stop_upstream()
 
     def _stop_upstream(self) -> None:
         if self.transport is not None:
             self.transport.stopProducing()  # type: ignore[attr-defined]
 
-    def _stop_timers(self) -> None:
-        if self._ping is not None and self._ping.running:
-            self._ping.stop()
-        self._ping = None
+    def _cancel_idle(self) -> None:
         if self._idle is not None and self._idle.active():
             self._idle.cancel()
         self._idle = None
@@ -315,7 +379,7 @@ class Relay(Protocol):
         if self._finished:
             return
         self._finished = True
-        if self._producing:
+        if self._producing and self._request.channel is not None:
             self._request.unregisterProducer()
         if not self._client_gone:
-            self._sink.end()
+            self._client.end()

@@ -121,9 +121,10 @@ async def test_tool_call_in_many_fragments_becomes_one_tool_use(harness: Any) ->
 
 @pytest_twisted.ensureDeferred
 async def test_upstream_429_keeps_status_and_retry_after(harness: Any) -> None:
-    """A rate limit stays a 429 rate_limit_error with retry-after in whole seconds."""
+    """A rate limit too long to wait out stays a 429 rate_limit_error with retry-after in
+    whole seconds (Claude Code then waits and retries itself)."""
     url = harness.start(
-        [Reply(status=429, body={"error": {"message": "Rate limit reached", "code": "rate_limit_exceeded"}}, headers={"retry-after-ms": "1500"})]
+        [Reply(status=429, body={"error": {"message": "Rate limit reached", "code": "rate_limit_exceeded"}}, headers={"retry-after-ms": "29500"})]
     )
     response, raw = await post(url + "/v1/messages", body(stream=True))
     assert response.code == 429
@@ -131,7 +132,7 @@ async def test_upstream_429_keeps_status_and_retry_after(harness: Any) -> None:
     assert payload["type"] == "error"
     assert payload["error"]["type"] == "rate_limit_error"
     assert "Rate limit reached" in payload["error"]["message"]
-    assert response.headers.getRawHeaders("retry-after") == ["2"]
+    assert response.headers.getRawHeaders("retry-after") == ["30"]
     assert payload["request_id"] == response.headers.getRawHeaders("request-id")[0]
 
 
@@ -143,7 +144,8 @@ async def test_upstream_errors_keep_their_status_class(harness: Any) -> None:
             Reply(status=401, body={"error": {"message": "Incorrect API key provided"}}),
             Reply(status=500, body={"error": {"message": "boom"}}),
             Reply(status=503, body=b"<html>Service Unavailable</html>", headers={"content-type": "text/html"}),
-        ]
+        ],
+        upstream_retries=0,
     )
     seen = []
     for _ in range(3):

@@ -92,7 +92,7 @@ async def test_sdk_stream_equals_create(harness: Any) -> None:
 @pytest_twisted.ensureDeferred
 async def test_sdk_raises_rate_limit_error_for_upstream_429(harness: Any) -> None:
     """An upstream 429 surfaces in the SDK as RateLimitError."""
-    url = harness.start([Reply(status=429, body={"error": {"message": "slow down"}}, headers={"retry-after": "7"})])
+    url = harness.start([Reply(status=429, body={"error": {"message": "slow down"}}, headers={"retry-after": "45"})])
     with pytest.raises(anthropic.RateLimitError) as raised:
         await deferToThread(create, url)
-    assert raised.value.response.headers["retry-after"] == "7"
+    assert raised.value.response.headers["retry-after"] == "45"

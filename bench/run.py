@@ -1,0 +1,813 @@
+"""ccproxy against the direct upstream, in one run: C{python -m bench.run [--quick] [--json out.json]}.
+
+Starts C{bench/fake_upstream.py} and the real daemon (C{twistd -n --pidfile= ccproxy}) on free
+127.0.0.1 ports, measures latency, streaming, throughput, CPU, memory and start-up, prints a
+table and writes the numbers as JSON (default C{bench/results.json}). Every child process is
+stopped in a C{finally}, dies with this process (C{PR_SET_PDEATHSIG}), and every wait has a
+timeout. See C{bench/README.md} for what each number means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import json
+import os
+import platform
+import resource
+import select
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from bench.client import (
+    Connection,
+    Result,
+    cpu_seconds,
+    fetch,
+    open_fds,
+    percentile,
+    rss_bytes,
+    run_python_load,
+    run_wrk,
+    wrk_available,
+)
+from bench.requests import ANTHROPIC_HEADERS, anthropic_body, openai_body
+
+__all__ = ["main"]
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_JSON = REPO / "bench" / "results.json"
+
+PROXY_PATH = "/v1/messages"
+DIRECT_PATH = "/v1/chat/completions"
+# What ccproxy itself sends upstream (ccproxy.upstream.Upstream.headers).
+DIRECT_HEADERS = {
+    "Content-Type": "application/json",
+    "Accept": "text/event-stream, application/json",
+    "User-Agent": "ccproxy",
+}
+PROXY_MARKER = b"event: content_block_delta"
+DIRECT_MARKER = b'"delta":{"content"'
+
+JSON_MODEL = "bench-chunks-10"  # the JSON path: a short answer, assembled by the proxy
+STREAM_MODEL = "bench-chunks-500"  # (b): 500 chunks written at once
+PACED_MODEL = "bench-chunks-200-every-2ms"  # (d): 200 chunks arriving one by one
+BURST_MODEL = "bench-chunks-200"  # (d): 200 chunks written at once
+SLOW_MODEL = "bench-slow-1s"  # 20 chunks over one second
+HOLD_MODEL = "bench-slow-600s-every-500ms"  # (e): streams held open while RSS is read
+
+TARGETS = {
+    "added_p50_ms": 2.0,
+    "proxy_rps": 600.0,
+    "cpu_stream_ms": 10.0,
+    "slow_ratio": 1.15,
+    "many_rss_mb": 300.0,
+    "idle_rss_mb": 60.0,
+    "cold_start_s": 0.5,
+}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much of each measurement to do."""
+
+    latency_warmup: int
+    latency_requests: int
+    stream_warmup: int
+    stream_runs: int
+    cpu_streams: int
+    throughput_seconds: float
+    throughput_clients: int
+    slow_streams: int
+    many_streams: int
+    hold_seconds: float
+    cold_starts: int
+    profile_seconds: float
+
+
+FULL = Sizes(50, 300, 3, 20, 40, 10.0, 32, 100, 1000, 3.0, 3, 8.0)
+QUICK = Sizes(10, 40, 1, 4, 8, 2.0, 32, 100, 100, 1.0, 1, 2.0)
+
+
+# -- child processes ---------------------------------------------------------------------------
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the benchmark process dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _spawn(command: list[str], *, env: dict[str, str] | None, cwd: Path, log: Path,
+           stdout_pipe: bool = False) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            command,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if stdout_pipe else out,
+            stderr=out,
+            preexec_fn=_die_with_parent,
+            start_new_session=True,  # ^C reaches only the benchmark, which then stops them
+        )
+
+
+def _stop(process: subprocess.Popen[bytes] | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_fake_upstream(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """Start C{bench.fake_upstream} on a free port; return it and the port."""
+    process = _spawn(
+        [sys.executable, "-m", "bench.fake_upstream", "--port", "0", "--max-seconds", "3600"],
+        env=None, cwd=REPO, log=tmp / "fake_upstream.log", stdout_pipe=True,
+    )
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], 20)
+    line = process.stdout.readline().decode() if ready else ""
+    if not line.startswith("READY "):
+        _stop(process)
+        raise RuntimeError(f"the fake upstream did not start (see {tmp / 'fake_upstream.log'})")
+    return process, int(line.split()[1])
+
+
+def _twistd() -> str:
+    beside = Path(sys.executable).parent / "twistd"
+    if beside.exists():
+        return str(beside)
+    raise RuntimeError(f"no twistd beside {sys.executable}: run with .venv/bin/python (make bench)")
+
+
+def proxy_environment(upstream_port: int, home: Path) -> dict[str, str]:
+    """The daemon's environment: no ccproxy variables from the caller, a private HOME."""
+    from ccproxy.config import VARIABLES
+
+    env = {name: value for name, value in os.environ.items() if name not in VARIABLES}
+    env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{upstream_port}/v1"
+    env["HOME"] = str(home)  # so ~/.claude/proxy.env of the caller is not read
+    return env
+
+
+def spawn_proxy(port: int, upstream_port: int, tmp: Path, name: str) -> subprocess.Popen[bytes]:
+    """Start C{twistd -n ccproxy} on C{port}; its log goes to C{tmp/<name>.log}."""
+    home = tmp / "home"
+    home.mkdir(exist_ok=True)
+    return _spawn(
+        [_twistd(), "-n", "--pidfile=", "ccproxy", "--port", str(port)],
+        env=proxy_environment(upstream_port, home), cwd=home, log=tmp / f"{name}.log",
+    )
+
+
+async def wait_healthy(port: int, process: subprocess.Popen[bytes], timeout: float = 20.0) -> float:
+    """Poll C{GET /health} until it answers 200; return the C{perf_counter} of that answer."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"ccproxy exited with status {process.returncode} during start-up")
+        result = await fetch(port, "GET", "/health", timeout=2.0)
+        if result.status == 200 and result.ended is not None:
+            return result.ended
+        await asyncio.sleep(0.002)
+    raise RuntimeError(f"ccproxy did not answer /health within {timeout:g} s")
+
+
+# -- the benchmark -----------------------------------------------------------------------------
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000
+
+
+def _mb(size: int) -> float:
+    return size / (1024 * 1024)
+
+
+class Bench:
+    """One run: the processes, the bodies and the measurements."""
+
+    def __init__(self, tmp: Path, sizes: Sizes, quick: bool) -> None:
+        self.tmp = tmp
+        self.sizes = sizes
+        self.quick = quick
+        self.results: dict[str, Any] = {}
+        self.errors: list[str] = []
+        self.upstream: subprocess.Popen[bytes] | None = None
+        self.upstream_port = 0
+        self.proxy: subprocess.Popen[bytes] | None = None
+        self.proxy_port = 0
+        self._bodies: dict[tuple[str, str, bool, bool], bytes] = {}
+
+    # bodies and single requests
+
+    def body(self, side: str, model: str, *, stream: bool, small: bool = False) -> bytes:
+        key = (side, model, stream, small)
+        if key not in self._bodies:
+            build = anthropic_body if side == "proxy" else openai_body
+            self._bodies[key] = build(model, stream=stream, small=small)
+        return self._bodies[key]
+
+    def target(self, side: str) -> tuple[int, str, dict[str, str], bytes]:
+        if side == "proxy":
+            return self.proxy_port, PROXY_PATH, ANTHROPIC_HEADERS, PROXY_MARKER
+        return self.upstream_port, DIRECT_PATH, DIRECT_HEADERS, DIRECT_MARKER  # type: ignore[return-value]
+
+    async def send(self, connection: Connection, side: str, model: str, *, stream: bool, small: bool = False,
+                   keep_body: bool = False) -> Result:
+        _, path, headers, marker = self.target(side)
+        return await connection.request(
+            "POST", path, self.body(side, model, stream=stream, small=small), headers, marker=marker, keep_body=keep_body
+        )
+
+    @property
+    def pid(self) -> int:
+        assert self.proxy is not None
+        return self.proxy.pid
+
+    def check_alive(self) -> None:
+        if self.proxy is None or self.proxy.poll() is not None:
+            raise RuntimeError("ccproxy is not running any more")
+        if self.upstream is None or self.upstream.poll() is not None:
+            raise RuntimeError("the fake upstream is not running any more")
+
+    # phases
+
+    async def cold_start(self) -> None:
+        """(f) spawn -> first 200 on /health, and -> first answered /v1/messages."""
+        health, message = [], []
+        body = self.body("proxy", JSON_MODEL, stream=False)
+        for attempt in range(self.sizes.cold_starts):
+            port = _free_port()
+            started = time.perf_counter()
+            process = spawn_proxy(port, self.upstream_port, self.tmp, f"ccproxy-cold-{attempt}")
+            try:
+                healthy = await wait_healthy(port, process)
+                answer = await fetch(port, "POST", PROXY_PATH, body, ANTHROPIC_HEADERS, timeout=20.0)
+                if not answer.ok:
+                    raise RuntimeError(f"first /v1/messages failed: {answer.status} {answer.error}")
+                health.append(healthy - started)
+                message.append(answer.ended - started)  # type: ignore[operator]
+            finally:
+                _stop(process)
+        self.results["cold_start"] = {
+            "runs": len(health),
+            "health_s": statistics.median(health),
+            "first_message_s": statistics.median(message),
+            "health_all_s": health,
+            "first_message_all_s": message,
+        }
+
+    async def start_proxy(self) -> None:
+        self.proxy_port = _free_port()
+        self.proxy = spawn_proxy(self.proxy_port, self.upstream_port, self.tmp, "ccproxy")
+        await wait_healthy(self.proxy_port, self.proxy)
+        await asyncio.sleep(0.5)  # let start-up garbage settle before reading the idle RSS
+        self.results["idle"] = {"rss_mb": _mb(rss_bytes(self.pid)), "fds": open_fds(self.pid)}
+
+    async def latency(self) -> None:
+        """(a) sequential non-streaming requests with the 48 KB body, keep-alive, interleaved."""
+        sizes = self.sizes
+        proxy, direct = Connection(self.proxy_port, 30), Connection(self.upstream_port, 30)
+        try:
+            first = await self.send(proxy, "proxy", JSON_MODEL, stream=False, keep_body=True)
+            message = json.loads(first.body) if first.ok else {}
+            if message.get("type") != "message" or not message.get("content"):
+                raise RuntimeError(f"unexpected JSON answer from ccproxy: {first.status} {first.body[:300]!r}")
+            for _ in range(sizes.latency_warmup):
+                await self.send(direct, "direct", JSON_MODEL, stream=False)
+                await self.send(proxy, "proxy", JSON_MODEL, stream=False)
+            times: dict[str, list[float]] = {"direct": [], "proxy": []}
+            failures = 0
+            cpu_before = cpu_seconds(self.pid)
+            for _ in range(sizes.latency_requests):
+                for side, connection in (("direct", direct), ("proxy", proxy)):
+                    result = await self.send(connection, side, JSON_MODEL, stream=False)
+                    if result.ok:
+                        times[side].append(result.ended - result.started)  # type: ignore[operator]
+                    else:
+                        failures += 1
+            cpu = cpu_seconds(self.pid) - cpu_before
+        finally:
+            proxy.close()
+            direct.close()
+        self.results["latency"] = {
+            "requests": sizes.latency_requests,
+            "failures": failures,
+            "request_bytes": {"proxy": len(self.body("proxy", JSON_MODEL, stream=False)),
+                              "direct": len(self.body("direct", JSON_MODEL, stream=False))},
+            **{
+                f"{side}_{name}_ms": _ms(percentile(values, q))
+                for side, values in times.items()
+                for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
+            },
+        }
+        latency = self.results["latency"]
+        latency["added_p50_ms"] = latency["proxy_p50_ms"] - latency["direct_p50_ms"]
+        latency["added_p99_ms"] = latency["proxy_p99_ms"] - latency["direct_p99_ms"]
+        self.results["cpu_json_request_ms"] = cpu * 1000 / sizes.latency_requests
+
+    async def stream_500(self) -> None:
+        """(b) one 500-chunk stream at a time: first event, first content, last event."""
+        sizes = self.sizes
+        proxy, direct = Connection(self.proxy_port, 30), Connection(self.upstream_port, 30)
+        stamps: dict[str, dict[str, list[float]]] = {
+            side: {"first_event": [], "first_content": [], "last_event": []} for side in ("direct", "proxy")
+        }
+        failures = 0
+        try:
+            check = await self.send(proxy, "proxy", STREAM_MODEL, stream=True, keep_body=True)
+            events = check.body.count(b"event: content_block_delta")
+            if not check.ok or b"event: message_stop" not in check.body or events != 500:
+                raise RuntimeError(f"unexpected stream from ccproxy ({events} deltas): {check.body[-300:]!r}")
+            for run in range(sizes.stream_warmup + sizes.stream_runs):
+                for side, connection in (("direct", direct), ("proxy", proxy)):
+                    result = await self.send(connection, side, STREAM_MODEL, stream=True)
+                    if run < sizes.stream_warmup:
+                        continue
+                    if not result.ok or result.marker_at is None:
+                        failures += 1
+                        continue
+                    stamps[side]["first_event"].append(result.first_at - result.started)  # type: ignore[operator]
+                    stamps[side]["first_content"].append(result.marker_at - result.started)
+                    stamps[side]["last_event"].append(result.ended - result.started)  # type: ignore[operator]
+        finally:
+            proxy.close()
+            direct.close()
+        found: dict[str, Any] = {"runs": sizes.stream_runs, "chunks": 500, "failures": failures}
+        for side, series in stamps.items():
+            for name, values in series.items():
+                found[f"{side}_{name}_ms"] = _ms(statistics.median(values))
+        for name in ("first_event", "first_content", "last_event"):
+            found[f"added_{name}_ms"] = found[f"proxy_{name}_ms"] - found[f"direct_{name}_ms"]
+        self.results["stream_500"] = found
+
+    async def cpu_streams(self) -> None:
+        """(d) proxy CPU per 200-chunk stream: paced chunks, a burst, and a burst with a tiny body."""
+        count = self.sizes.cpu_streams
+        found: dict[str, Any] = {"streams": count}
+        for label, model, small, parallel in (
+            ("paced_2ms", PACED_MODEL, False, 8),
+            ("burst", BURST_MODEL, False, 1),
+            ("burst_small_body", BURST_MODEL, True, 1),
+        ):
+            connections = [Connection(self.proxy_port, 60) for _ in range(parallel)]
+            failures = 0
+
+            async def worker(connection: Connection, share: int) -> None:
+                nonlocal failures
+                for _ in range(share):
+                    result = await self.send(connection, "proxy", model, stream=True, small=small)
+                    failures += 0 if result.ok else 1
+
+            try:
+                await self.send(connections[0], "proxy", model, stream=True, small=small)  # warm-up
+                before = cpu_seconds(self.pid)
+                await asyncio.gather(*(worker(c, count // parallel) for c in connections))
+                used = cpu_seconds(self.pid) - before
+            finally:
+                for connection in connections:
+                    connection.close()
+            found[f"{label}_ms"] = used * 1000 / (count // parallel * parallel)
+            found[f"{label}_failures"] = failures
+        self.results["cpu_stream_200"] = found
+
+    async def throughput(self) -> None:
+        """(c) requests per second at 32 concurrent keep-alive clients, JSON path."""
+        sizes = self.sizes
+        found: dict[str, Any] = {"clients": sizes.throughput_clients, "seconds": sizes.throughput_seconds}
+        for side in ("direct", "proxy"):
+            port, path, headers, _ = self.target(side)
+            body_file = self.tmp / f"body-{side}.json"
+            body_file.write_bytes(self.body(side, JSON_MODEL, stream=False))
+
+            def load(seconds: float) -> dict[str, Any]:
+                if wrk_available():
+                    return run_wrk(port, path, body_file, headers, connections=sizes.throughput_clients,
+                                   threads=2, seconds=seconds, timeout=seconds + 30)
+                return run_python_load(port, path, body_file, headers, connections=sizes.throughput_clients,
+                                       processes=2, seconds=seconds, timeout=seconds + 30)
+
+            await asyncio.to_thread(load, 1.0)  # warm-up
+            before = cpu_seconds(self.pid)
+            report = await asyncio.to_thread(load, sizes.throughput_seconds)
+            used = cpu_seconds(self.pid) - before
+            found["tool"] = report["tool"]
+            found[f"{side}_rps"] = report["rps"]
+            found[f"{side}_requests"] = report["requests"]
+            found[f"{side}_errors"] = report["errors"]
+            found[f"{side}_p50_ms"] = _ms(report["p50"])
+            found[f"{side}_p99_ms"] = _ms(report["p99"])
+            if side == "proxy" and report["requests"]:
+                found["proxy_cpu_per_request_ms"] = used * 1000 / report["requests"]
+                found["proxy_cpu_busy"] = used / sizes.throughput_seconds
+        found["ratio"] = found["proxy_rps"] / found["direct_rps"] if found["direct_rps"] else None
+        self.results["throughput"] = found
+
+    async def slow_streams(self) -> None:
+        """100 concurrent one-second streams (fresh connections): total time, proxy against direct."""
+        count = self.sizes.slow_streams
+        found: dict[str, Any] = {"streams": count}
+        for side in ("direct", "proxy"):
+            port, path, headers, marker = self.target(side)
+            body = self.body(side, SLOW_MODEL, stream=True)
+            started = time.perf_counter()
+            results = await asyncio.gather(
+                *(fetch(port, "POST", path, body, headers, timeout=60, marker=marker) for _ in range(count))
+            )
+            ok = [r for r in results if r.ok]
+            found[f"{side}_total_s"] = (max(r.ended for r in ok) - started) if ok else None  # type: ignore[type-var]
+            found[f"{side}_median_s"] = statistics.median(r.ended - r.started for r in ok) if ok else None  # type: ignore[operator]
+            found[f"{side}_failures"] = count - len(ok)
+        if found["direct_total_s"] and found["proxy_total_s"]:
+            found["ratio"] = found["proxy_total_s"] / found["direct_total_s"]
+        self.results["slow_streams"] = found
+
+    async def many_streams(self) -> None:
+        """(e) RSS with N concurrent slow streams open (the 48 KB body each), then after they close."""
+        count = self.sizes.many_streams
+        pid = self.pid
+        upstream_pid = self.upstream.pid if self.upstream else 0
+        before = {"rss_mb": _mb(rss_bytes(pid)), "fds": open_fds(pid), "upstream_fds": open_fds(upstream_pid)}
+        port, path, headers, marker = self.target("proxy")
+        body = self.body("proxy", HOLD_MODEL, stream=True)
+        gate = asyncio.Semaphore(64)  # connection set-ups in flight (the listen backlog is 50)
+        established = 0
+        everyone = asyncio.Event()
+        connections: list[Connection] = []
+        results: list[Result] = []
+
+        async def one() -> None:
+            nonlocal established
+            connection = Connection(port, 900)
+            connections.append(connection)
+            result = Result()
+            results.append(result)
+            first = asyncio.Event()
+            async with gate:
+                request = asyncio.ensure_future(
+                    connection.request("POST", path, body, headers, marker=marker, result=result, on_first=first.set)
+                )
+                waiter = asyncio.ensure_future(first.wait())
+                await asyncio.wait([request, waiter], return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+            if first.is_set():
+                established += 1
+                if established == count:
+                    everyone.set()
+            await request
+
+        samples: list[float] = []
+
+        async def sample_until(event: asyncio.Event | None, seconds: float) -> None:
+            deadline = time.perf_counter() + seconds
+            while time.perf_counter() < deadline and not (event is not None and event.is_set()):
+                samples.append(_mb(rss_bytes(pid)))
+                await asyncio.sleep(0.1)
+
+        started = time.perf_counter()
+        tasks = [asyncio.ensure_future(one()) for _ in range(count)]
+        try:
+            await sample_until(everyone, 180.0)
+            ramp = time.perf_counter() - started
+            if not everyone.is_set():
+                raise RuntimeError(f"only {established} of {count} streams started within 180 s")
+            all_open = {"rss_mb": _mb(rss_bytes(pid)), "fds": open_fds(pid)}
+            await sample_until(None, self.sizes.hold_seconds)
+            chunks_seen = sum(1 for r in results if r.marker_at is not None)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for connection in connections:
+                connection.close()
+        await asyncio.sleep(3.0)  # the proxy notices the disconnects and closes the upstream side
+        after = {"rss_mb": _mb(rss_bytes(pid)), "fds": open_fds(pid), "upstream_fds": open_fds(upstream_pid)}
+        self.results["many_streams"] = {
+            "streams": count,
+            "ramp_s": ramp,
+            "streams_with_content": chunks_seen,
+            "before": before,
+            "all_open": all_open,
+            "peak_rss_mb": max(samples),
+            "per_stream_kb": (max(samples) - before["rss_mb"]) * 1024 / count,
+            "after_close": after,
+        }
+
+    async def idle_after(self) -> None:
+        await asyncio.sleep(1.0)
+        self.results["idle_after_load"] = {"rss_mb": _mb(rss_bytes(self.pid)), "fds": open_fds(self.pid)}
+
+    async def profile(self, out_dir: Path) -> None:
+        """py-spy the daemon during (a)-style JSON requests and (b)-style 500-chunk streams."""
+        py_spy = Path(sys.executable).parent / "py-spy"
+        if not py_spy.exists():
+            self.results["profile"] = {"skipped": f"{py_spy} is missing (.venv/bin/pip install py-spy)"}
+            return
+        out_dir.mkdir(parents=True, exist_ok=True)
+        found: dict[str, Any] = {}
+        for label, model, stream in (("json_48k", JSON_MODEL, False), ("stream_500", STREAM_MODEL, True)):
+            raw = out_dir / f"{label}.txt"
+            seconds = self.sizes.profile_seconds
+            spy = subprocess.Popen(
+                [str(py_spy), "record", "--pid", str(self.pid), "--rate", "250", "--duration", f"{seconds:g}",
+                 "--format", "raw", "--output", str(raw)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+            )
+            try:
+                await asyncio.sleep(0.5)  # py-spy attaches
+                connection = Connection(self.proxy_port, 30)
+                deadline = time.perf_counter() + seconds
+                requests = 0
+                try:
+                    while time.perf_counter() < deadline and spy.poll() is None:
+                        await self.send(connection, "proxy", model, stream=stream)
+                        requests += 1
+                finally:
+                    connection.close()
+                _, err = await asyncio.to_thread(spy.communicate, timeout=seconds + 30)
+            finally:
+                if spy.poll() is None:
+                    spy.kill()
+                    spy.wait(5)
+            if spy.returncode != 0 or not raw.exists():
+                found[label] = {"error": err.decode(errors="replace")[-500:]}
+                continue
+            found[label] = {"requests": requests, "stacks": str(raw), **summarise_profile(raw)}
+        self.results["profile"] = found
+
+    # orchestration
+
+    async def run(self, profile_dir: Path | None) -> None:
+        self.upstream, self.upstream_port = start_fake_upstream(self.tmp)
+        phases: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("cold start", self.cold_start),
+            ("start ccproxy", self.start_proxy),
+            ("(a) latency", self.latency),
+            ("(b) 500-chunk stream", self.stream_500),
+            ("(d) CPU per stream", self.cpu_streams),
+            ("(c) throughput", self.throughput),
+            ("100 slow streams", self.slow_streams),
+            ("(e) many streams", self.many_streams),
+            ("idle after load", self.idle_after),
+        ]
+        if profile_dir is not None:
+            phases.append(("profile", lambda: self.profile(profile_dir)))
+        for name, phase in phases:
+            started = time.perf_counter()
+            print(f"  {name} ...", end="", flush=True, file=sys.stderr)
+            try:
+                if name != "cold start" and name != "start ccproxy":
+                    self.check_alive()
+                await asyncio.wait_for(phase(), 600)
+            except Exception as error:  # noqa: BLE001 - report it, go on with the others
+                self.errors.append(f"{name}: {type(error).__name__}: {error}")
+                traceback.print_exc()
+                if name == "start ccproxy":
+                    break
+            print(f" {time.perf_counter() - started:.1f} s", file=sys.stderr)
+
+    def log_problems(self) -> list[str]:
+        """Tracebacks and error lines in the daemon's logs."""
+        problems = []
+        for log in sorted(self.tmp.glob("ccproxy*.log")):
+            text = log.read_text(errors="replace")
+            for marker in ("Traceback", "Unhandled", "CRITICAL", "[-] Error"):
+                if marker in text:
+                    problems.append(f"{log.name}: {text.count(marker)} x {marker!r}")
+        return problems
+
+    def stop(self) -> None:
+        _stop(self.proxy)
+        _stop(self.upstream)
+
+
+# -- profile summary ---------------------------------------------------------------------------
+
+
+def _frame(name: str) -> str:
+    """C{function (path:line)} -> C{function (short/path)}: lines merged, paths shortened."""
+    function, _, where = name.partition(" (")
+    path = where.rsplit(":", 1)[0]
+    for marker in ("site-packages/", "/lib/python3"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+    if str(REPO) in path:
+        path = path.split(str(REPO) + "/", 1)[1]
+    return f"{function} ({path})"
+
+
+def summarise_profile(raw: Path, top: int = 25) -> dict[str, Any]:
+    """Self and inclusive sample shares per function from py-spy's collapsed stacks."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [_frame(f) for f in stack.split(";")]
+        total += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+    share = lambda counter: [(name, round(100 * n / total, 1)) for name, n in counter.most_common(top)]  # noqa: E731
+    return {"samples": total, "self_percent": share(own), "inclusive_percent": share(inclusive)}
+
+
+# -- report -----------------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, digits: int = 2, suffix: str = "") -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.{digits}f}{suffix}"
+
+
+def table(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
+    """Rows: metric, direct, proxy, added or ratio, target, verdict."""
+    rows: list[tuple[str, str, str, str, str, str]] = []
+
+    def row(metric: str, direct: str, proxy: str, delta: str, target: str = "", ok: bool | None = None) -> None:
+        verdict = "" if ok is None else ("ok" if ok else "MISS")
+        rows.append((metric, direct, proxy, delta, target, verdict))
+
+    latency = results.get("latency")
+    if latency:
+        row("(a) JSON 48 KB, sequential: p50 ms", _fmt(latency["direct_p50_ms"]), _fmt(latency["proxy_p50_ms"]),
+            "+" + _fmt(latency["added_p50_ms"]), f"added ≤ {TARGETS['added_p50_ms']:g}",
+            latency["added_p50_ms"] <= TARGETS["added_p50_ms"])
+        row("(a) JSON 48 KB, sequential: p99 ms", _fmt(latency["direct_p99_ms"]), _fmt(latency["proxy_p99_ms"]),
+            "+" + _fmt(latency["added_p99_ms"]))
+    stream = results.get("stream_500")
+    if stream:
+        for name, label in (("first_event", "first event"), ("first_content", "first text delta"),
+                            ("last_event", "last event")):
+            row(f"(b) 500-chunk stream: {label} ms", _fmt(stream[f"direct_{name}_ms"]),
+                _fmt(stream[f"proxy_{name}_ms"]), "+" + _fmt(stream[f"added_{name}_ms"]))
+    through = results.get("throughput")
+    if through:
+        row(f"(c) JSON req/s, {through['clients']} clients", _fmt(through["direct_rps"], 0),
+            _fmt(through["proxy_rps"], 0), _fmt(through["ratio"], 3, "×"), f"proxy ≥ {TARGETS['proxy_rps']:g}",
+            through["proxy_rps"] >= TARGETS["proxy_rps"])
+        row(f"(c) latency at {through['clients']} clients: p50 ms", _fmt(through["direct_p50_ms"]),
+            _fmt(through["proxy_p50_ms"]), "")
+    cpu = results.get("cpu_stream_200")
+    if "cpu_json_request_ms" in results:
+        row("(d) CPU per JSON request (48 KB) ms", "", _fmt(results["cpu_json_request_ms"]), "")
+    if cpu:
+        row("(d) CPU per 200-chunk stream, paced ms", "", _fmt(cpu["paced_2ms_ms"]), "",
+            f"≤ {TARGETS['cpu_stream_ms']:g}", cpu["paced_2ms_ms"] <= TARGETS["cpu_stream_ms"])
+        row("(d) CPU per 200-chunk stream, burst ms", "", _fmt(cpu["burst_ms"]), "")
+        row("(d) … burst, tiny body (per-chunk cost) ms", "", _fmt(cpu["burst_small_body_ms"]), "")
+    idle = results.get("idle")
+    if idle:
+        row("(e) RSS idle (fresh) MB", "", _fmt(idle["rss_mb"], 1), "", f"≤ {TARGETS['idle_rss_mb']:g}",
+            idle["rss_mb"] <= TARGETS["idle_rss_mb"])
+    many = results.get("many_streams")
+    if many:
+        row(f"(e) RSS, {many['streams']:,} open streams MB (peak)", "", _fmt(many["peak_rss_mb"], 1),
+            f"{_fmt(many['per_stream_kb'], 0)} KB/stream", f"≤ {TARGETS['many_rss_mb']:g}",
+            many["peak_rss_mb"] <= TARGETS["many_rss_mb"] if many["streams"] >= 1000 else None)
+        row("(e) RSS after they closed MB", "", _fmt(many["after_close"]["rss_mb"], 1), "")
+    after = results.get("idle_after_load")
+    if after:
+        row("(e) RSS idle after all load MB", "", _fmt(after["rss_mb"], 1), "")
+    cold = results.get("cold_start")
+    if cold:
+        row("(f) cold start → /health 200 s", "", _fmt(cold["health_s"], 3), "", f"≤ {TARGETS['cold_start_s']:g}",
+            cold["health_s"] <= TARGETS["cold_start_s"])
+        row("(f) cold start → first /v1/messages s", "", _fmt(cold["first_message_s"], 3), "",
+            f"≤ {TARGETS['cold_start_s']:g}", cold["first_message_s"] <= TARGETS["cold_start_s"])
+    slow = results.get("slow_streams")
+    if slow:
+        row(f"{slow['streams']} concurrent 1 s streams: total s", _fmt(slow["direct_total_s"], 3),
+            _fmt(slow["proxy_total_s"], 3), _fmt(slow.get("ratio"), 3, "×"), f"≤ {TARGETS['slow_ratio']:g}×",
+            slow.get("ratio") is not None and slow["ratio"] <= TARGETS["slow_ratio"])
+    return rows
+
+
+def render(rows: list[tuple[str, ...]]) -> str:
+    """The rows as a Markdown table (readable in a terminal too)."""
+    header = ("metric", "direct", "proxy", "added / ratio", "target", "")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(header, widths)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    for r in rows:
+        cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:4], widths[1:4])]
+        cells += [c.ljust(w) for c, w in zip(r[4:], widths[4:])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _machine() -> dict[str, Any]:
+    import twisted
+
+    try:
+        model = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.processor()
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "twisted": twisted.__version__,
+        "kernel": platform.release(),
+        "load_generator": "wrk" if wrk_available() else "python",
+    }
+
+
+def _raise_fd_limit() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print the table; write the JSON. Exit 1 if a measurement failed."""
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test in under 30 s")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"where to write the results (default {DEFAULT_JSON.relative_to(REPO)})")
+    parser.add_argument("--profile", type=Path, metavar="DIR", default=None,
+                        help="also py-spy the daemon during (a) and (b); keep the stacks in DIR")
+    parser.add_argument("--keep-logs", type=Path, metavar="DIR", default=None, help="copy the daemons' logs to DIR")
+    args = parser.parse_args(argv)
+    os.chdir(REPO)
+    sizes = QUICK if args.quick else FULL
+    limit = _raise_fd_limit()
+    if limit < sizes.many_streams * 3 + 200:
+        print(f"warning: RLIMIT_NOFILE is {limit}; {sizes.many_streams} streams need about {sizes.many_streams * 3}",
+              file=sys.stderr)
+    started = time.perf_counter()
+    print(f"ccproxy benchmark ({'quick' if args.quick else 'full'}) ...", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="ccproxy-bench-") as name:
+        tmp = Path(name)
+        bench = Bench(tmp, sizes, args.quick)
+        try:
+            asyncio.run(bench.run(args.profile))
+        finally:
+            bench.stop()
+        problems = bench.log_problems()
+        if args.keep_logs is not None or problems:
+            keep = args.keep_logs or Path(tempfile.mkdtemp(prefix="ccproxy-bench-logs-"))
+            keep.mkdir(parents=True, exist_ok=True)
+            for log in tmp.glob("*.log"):
+                (keep / log.name).write_bytes(log.read_bytes())
+            print(f"logs kept in {keep}", file=sys.stderr)
+    rows = table(bench.results)
+    report = {
+        "mode": "quick" if args.quick else "full",
+        "seconds": round(time.perf_counter() - started, 1),
+        "machine": _machine(),
+        "sizes": asdict(sizes),
+        "targets": TARGETS,
+        "results": bench.results,
+        "table": [dict(zip(("metric", "direct", "proxy", "delta", "target", "verdict"), r)) for r in rows],
+        "errors": bench.errors,
+        "log_problems": problems,
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    print()
+    print(render(rows))
+    profile = bench.results.get("profile") or {}
+    for label, summary in profile.items():
+        if isinstance(summary, dict) and "self_percent" in summary:
+            print(f"\nprofile {label} ({summary['samples']} samples, {summary['requests']} requests): top self time")
+            for function, percent in summary["self_percent"][:12]:
+                print(f"  {percent:5.1f}%  {function}")
+    for line in bench.errors + problems:
+        print(f"error: {line}", file=sys.stderr)
+    print(f"\n{report['seconds']} s; results in {args.json}", file=sys.stderr)
+    return 1 if bench.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
