@@ -52,6 +52,7 @@ class Settings:
     ping_interval: float = 15.0
     max_request_bytes: int = 32 * 1024 * 1024
     log_mode: str = "default"
+    provider: str | None = None
     upstream_retries: int = 2
     retry_max_wait: float = 10.0
     retry_backoff: float = 0.5
@@ -181,6 +182,15 @@ def _positive_int(name: str, value: str) -> int:
     return number
 
 
+def _provider(name: str, value: str) -> str | None:
+    from ccproxy.providers import PROFILES
+
+    chosen = value.strip().lower()
+    if chosen and chosen not in PROFILES:
+        raise ConfigError(f"{name}: {value!r} is not one of {', '.join(sorted(PROFILES))}")
+    return chosen or None
+
+
 def _log_mode(name: str, value: str) -> str:
     mode = value.strip().lower() or "default"
     if mode not in ("default", "simple", "debug"):
@@ -220,6 +230,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "PING_INTERVAL": ("ping_interval", _positive_float),
     "MAX_REQUEST_BYTES": ("max_request_bytes", _positive_int),
     "LOG_MODE": ("log_mode", _log_mode),
+    "PROVIDER": ("provider", _provider),
     "UPSTREAM_RETRIES": ("upstream_retries", _count),
     "RETRY_MAX_WAIT": ("retry_max_wait", _seconds),
     "RETRY_BACKOFF": ("retry_backoff", _seconds),

@@ -83,7 +83,7 @@ def endpoint_description(settings: Settings) -> str:
 def build_site(settings: Settings, reactor: Any) -> tuple[Site, Upstream, Router, str]:
     """The Site and its collaborators (shared by the service and the tests)."""
     router = Router.from_settings(settings)
-    profile = profile_for(settings.openai_base_url)
+    profile = profile_for(settings.openai_base_url, settings.provider)
     upstream = Upstream(settings, reactor)
     context = Context(
         settings=settings,

@@ -55,3 +55,67 @@ async def test_claude_code_runs_a_bash_tool_loop(harness: Any, tmp_path: Path) -
     assert calls[-1]["tool_calls"][0]["function"]["name"] == "Bash"
     # Claude Code's opus/sonnet ids were routed to the configured model.
     assert {b["model"] for b in bodies} <= {"gpt-5", "gpt-5-mini"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_claude_code_runs_two_parallel_bash_calls(harness: Any, tmp_path: Path) -> None:
+    """Two Bash calls in one turn: both run, both results come back in call order."""
+    first, second = ("one-" + secrets.token_hex(4), "two-" + secrets.token_hex(4))
+
+    def script(body: Any) -> Reply:
+        if tool_messages(body):
+            return text_reply("Both commands ran.")
+        return Reply(
+            chunks=[
+                chunk({"role": "assistant", "content": "Running both."}),
+                chunk({"tool_calls": [{"index": 0, "id": "call_p1", "type": "function", "function": {"name": "Bash", "arguments": ""}}]}),
+                chunk({"tool_calls": [{"index": 0, "function": {"arguments": json.dumps({"command": f"echo {first}"})}}]}),
+                chunk({"tool_calls": [{"index": 1, "id": "call_p2", "type": "function", "function": {"name": "Bash", "arguments": json.dumps({"command": f"echo {second}"})}}]}),
+                chunk({}, "tool_calls"),
+                usage_chunk(),
+            ]
+        )
+
+    url = harness.start(script)
+    run = await deferToThread(run_claude, url, "Run the two echo commands.", str(tmp_path), timeout=120)
+    assert run.result is not None and run.result["is_error"] is False, (run.stdout, run.stderr)
+    assert run.result["result"] == "Both commands ran."
+    results = tool_messages(harness.upstream.received[-1].body)
+    assert [r["tool_call_id"] for r in results] == ["call_p1", "call_p2"]
+    assert first in results[0]["content"] and second in results[1]["content"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_claude_code_accepts_reasoning_as_thinking(harness: Any, tmp_path: Path) -> None:
+    """A reasoning stream becomes a thinking block Claude Code accepts and replays."""
+
+    def script(body: Any) -> Reply:
+        if tool_messages(body):
+            return Reply(
+                chunks=[
+                    chunk({"role": "assistant", "reasoning_content": "The tool printed the date; "}),
+                    chunk({"reasoning_content": "I can answer now."}),
+                    chunk({"content": "Done thinking."}),
+                    chunk({}, "stop"),
+                    usage_chunk(),
+                ]
+            )
+        return Reply(
+            chunks=[
+                chunk({"role": "assistant", "reasoning_content": "I should check the date first."}),
+                chunk({"tool_calls": [{"index": 0, "id": "call_r1", "type": "function", "function": {"name": "Bash", "arguments": '{"command":"date"}'}}]}),
+                chunk({}, "tool_calls"),
+                usage_chunk(),
+            ]
+        )
+
+    url = harness.start(script, provider="deepseek")
+    run = await deferToThread(run_claude, url, "What is the date?", str(tmp_path), timeout=120)
+    assert run.result is not None and run.result["is_error"] is False, (run.stdout, run.stderr)
+    assert run.result["result"] == "Done thinking."
+    # Claude Code sent the thinking block back with our carrier signature, and the
+    # DeepSeek profile replayed its text as reasoning_content on the tool-call turn.
+    second = harness.upstream.received[-1].body
+    assistant = [m for m in second["messages"] if m.get("role") == "assistant"]
+    assert assistant[-1]["tool_calls"][0]["id"] == "call_r1"
+    assert assistant[-1]["reasoning_content"] == "I should check the date first."

@@ -1,0 +1,41 @@
+"""twistd ccproxy itself, the way `make run` and a systemd unit run it."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+
+from tests.service.conftest import Processes, Service
+from tests.service.support import BIN, WAIT, free_port, health, run, wait_for
+
+
+def test_foreground_twistd_answers_and_dies_by_sigterm(service: Service, processes: Processes) -> None:
+    """`twistd -n --pidfile= ccproxy --port P` serves /health; SIGTERM ends it (status -15)."""
+    port = free_port()
+    with (service.cwd / "twistd.out").open("wb") as output:
+        child = processes.spawn(
+            [str(BIN / "twistd"), "-n", "--pidfile=", "ccproxy", "--port", str(port)],
+            cwd=service.cwd,
+            env=service.env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    wait_for(lambda: health(port) is not None or child.poll() is not None, "/health to answer")
+    assert child.poll() is None, (service.cwd / "twistd.out").read_text()
+    child.send_signal(signal.SIGTERM)
+    # twistd re-raises the signal after a clean shutdown: "killed by SIGTERM", not 0.
+    assert child.wait(timeout=WAIT) == -signal.SIGTERM
+    log = (service.cwd / "twistd.out").read_text()
+    assert "Server Shut Down." in log
+    assert not list(service.cwd.glob("*.pid"))
+
+
+def test_bad_port_stops_twistd_with_one_line(service: Service, processes: Processes) -> None:
+    """PORT=abc: `twistd ccproxy` exits non-zero with one line naming PORT, no traceback."""
+    processes.watch(service.cwd / "twistd.pid")  # twistd's default pidfile, should it start
+    result = run([str(BIN / "twistd"), "ccproxy"], {**service.env, "PORT": "abc"}, service.cwd)
+    assert result.returncode != 0
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert len(lines) == 1 and "PORT" in lines[0] and "'abc'" in lines[0], lines
+    assert not (service.cwd / "twistd.pid").exists()
