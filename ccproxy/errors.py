@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 from attrs import field, frozen
+
+from ccproxy.redact import redact_text
 
 __all__ = ["ApiError", "ERROR_TYPES", "error_payload", "from_upstream", "retry_after_seconds"]
 
@@ -147,14 +149,21 @@ def _context_overflow(message: str, code: str) -> ApiError | None:
 
 
 def from_upstream(
-    status: int, body: bytes, headers: Mapping[str, str], provider: str, now: float | None = None
+    status: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    provider: str,
+    now: float | None = None,
+    secrets: Iterable[str | None] = (),
 ) -> ApiError:
     """Translate an upstream HTTP error into the error the client should see (H.9).
 
     @param headers: upstream response headers, lower-cased names.
     @param provider: a short name for messages (the upstream host).
+    @param secrets: values to strip from the message (providers echo keys back).
     """
     message, code, kind = _upstream_message(body)
+    message = redact_text(message, secrets)
     lowered = f"{message} {code} {kind}".lower()
     extra: dict[str, str] = {}
     retry_after = retry_after_seconds(headers, now)

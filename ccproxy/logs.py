@@ -9,35 +9,18 @@ full dumps of what went in and out, with every key and Authorization value redac
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from attrs import define
 from twisted.logger import Logger
 
+from ccproxy.redact import redact_headers, redact_text
+
 __all__ = ["RequestRecord", "Stats", "redact_headers", "redact_text", "debug_dump", "LOG_MODES"]
 
 _log = Logger(namespace="ccproxy")
 LOG_MODES = ("default", "simple", "debug")
-SECRET_HEADERS = frozenset({"authorization", "x-api-key", "proxy-authorization", "api-key", "cookie"})
-REDACTED = "[redacted]"
-_KEYLIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+[A-Za-z0-9_\-\.=]{6,})")
-
-
-def redact_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Headers safe to log: secret ones replaced by a marker."""
-    return {name: (REDACTED if name.lower() in SECRET_HEADERS else value) for name, value in headers}
-
-
-def redact_text(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """C{text} with configured secrets and anything shaped like a key replaced."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return _KEYLIKE.sub(REDACTED, text)
-
-
 @define
 class Stats:
     """Counters for C{/health} and C{ccproxy status}; one per service, never global."""

@@ -49,6 +49,7 @@ class StreamConverter:
     @ivar profile: the provider profile name, recorded in thinking carriers.
     @ivar input_estimate: the local input-token estimate for C{message_start}.
     @ivar provider: a short upstream name for error messages.
+    @ivar secrets: values never to repeat in an error message.
     """
 
     model: str
@@ -59,6 +60,7 @@ class StreamConverter:
     ids: ToolIdMap
     input_estimate: int = 1
     provider: str = "upstream"
+    secrets: tuple[str | None, ...] = ()
     _index: int = 0
     _open: str | None = None
     _thinking: list[str] = field(factory=list)
@@ -311,7 +313,7 @@ class StreamConverter:
             elif isinstance(code, str) and "rate" in code:
                 status = 429
         body = _dumps({"error": error}).encode()
-        return from_upstream(status, body, {}, self.provider)
+        return from_upstream(status, body, {}, self.provider, secrets=self.secrets)
 
 
 def _complete_json(fragments: list[str]) -> bool:

@@ -112,6 +112,7 @@ class MessageExchange:
             ids=conversion.ids,
             input_estimate=input_estimate,
             provider=self._provider,
+            secrets=settings.secrets,
         )
         self._debug = settings.secrets if settings.debug else None
         self._client = ClientStream(converter, sink, record, context.clock, settings.ping_interval, self._debug)
@@ -238,7 +239,8 @@ class MessageExchange:
             if status == 429 and wait is not None and float(wait) <= settings.retry_max_wait:
                 self._retry("upstream 429", float(wait))
                 return
-        error = from_upstream(status, body, headers, self._provider, now=self._context.clock.seconds())
+        now = self._context.clock.seconds()
+        error = from_upstream(status, body, headers, self._provider, now, settings.secrets)
         self._record.error = f"upstream {status}"
         self._fail(error)
 

@@ -26,7 +26,7 @@ from zope.interface import implementer
 from ccproxy.convert.response import completion_to_chunk
 from ccproxy.convert.stream import Event, StreamConverter
 from ccproxy.errors import ERROR_TYPES, ApiError
-from ccproxy.grammar import GrammarError, StreamErrorEvent, final_message
+from ccproxy.grammar import GrammarError, StreamErrorEvent, StreamGrammar, final_message
 from ccproxy.logs import RequestRecord, debug_dump
 from ccproxy.sse import SSEError, SSEParser, encode_event
 from ccproxy.web.errors import write_error, write_json
@@ -144,6 +144,8 @@ class ClientStream:
         self._last_write = 0.0
         self._ping: LoopingCall | None = None
         self._closed = False
+        # In debug mode every stream is checked against the Anthropic event grammar.
+        self._grammar = StreamGrammar() if debug_secrets is not None else None
 
     @property
     def request_id(self) -> str:
@@ -184,6 +186,21 @@ class ClientStream:
             record.error = str(last_payload["error"].get("message", ""))
         if self._debug_secrets is not None:
             debug_dump("client events", record.request_id, events, self._debug_secrets)
+            self._check_grammar(events)
+
+    def _check_grammar(self, events: list[Event]) -> None:
+        if self._grammar is None:
+            return
+        try:
+            for name, payload in events:
+                self._grammar.feed(name, payload)
+        except GrammarError as wrong:
+            self._grammar = None  # one report per stream
+            _log.error(
+                "request {request_id}: stream grammar violation: {error}",
+                request_id=self._record.request_id,
+                error=str(wrong),
+            )
 
     def fail(self, error: ApiError) -> None:
         """End the stream with C{error} (an C{error} event, or the sink's HTTP error)."""

@@ -1,0 +1,101 @@
+"""Logging: one line per request, redacted debug dumps, runtime grammar checks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet.task import Clock
+from twisted.logger import formatEvent, globalLogPublisher
+
+from ccproxy.convert.names import ToolIdMap, ToolNameMap
+from ccproxy.convert.stream import StreamConverter
+from ccproxy.logs import RequestRecord
+from ccproxy.redact import redact_headers, redact_text
+from ccproxy.web.streaming import ClientStream
+from tests.fake_upstream import Reply, text_reply, tool_call_reply
+from tests.web.test_integration import BASH_TOOL, body, post
+
+CLIENT_KEY = "client-key-5f3a9c"
+UPSTREAM_KEY = "sk-upstream-secret"
+
+
+@pytest.fixture
+def captured() -> Iterator[list[dict[str, Any]]]:
+    """Every log event emitted during the test."""
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    yield events
+    globalLogPublisher.removeObserver(events.append)
+
+
+def text_of(events: list[dict[str, Any]]) -> str:
+    return "\n".join(formatEvent(e) or "" for e in events)
+
+
+@pytest_twisted.ensureDeferred
+async def test_debug_log_of_a_conversation_holds_no_secret(harness: Any, captured: list[dict[str, Any]]) -> None:
+    """Debug mode dumps requests, chunks and events, but never a key or Authorization."""
+    url = harness.start(
+        [tool_call_reply("Bash", '{"command":"ls"}', fragments=3), text_reply("done"), Reply(status=401, body={"error": {"message": "bad key " + UPSTREAM_KEY}})],
+        anthropic_api_key=CLIENT_KEY,
+        log_mode="debug",
+        upstream_retries=0,
+    )
+    auth = {"x-api-key": CLIENT_KEY, "authorization": f"Bearer {CLIENT_KEY}"}
+    first, _ = await post(url + "/v1/messages", body(stream=True, tools=[BASH_TOOL]), auth)
+    second, _ = await post(url + "/v1/messages", body(), auth)
+    third, raw = await post(url + "/v1/messages", body(), auth)
+    refused, _ = await post(url + "/v1/messages", body(), {"x-api-key": "wrong"})
+    assert (first.code, second.code, third.code, refused.code) == (200, 200, 401, 401)
+    assert UPSTREAM_KEY not in raw.decode()
+    log = text_of(captured)
+    assert "client request" in log and "upstream request" in log and "client events" in log
+    assert CLIENT_KEY not in log and UPSTREAM_KEY not in log
+    assert "grammar violation" not in log
+    request_lines = [e for e in captured if e.get("ccproxy_request")]
+    assert len(request_lines) == 4
+
+
+@pytest_twisted.ensureDeferred
+async def test_request_line_reports_models_status_and_tokens(harness: Any, captured: list[dict[str, Any]]) -> None:
+    """The per-request line names both models, the mode, the status and the usage."""
+    url = harness.start([text_reply("hi")])
+    await post(url + "/v1/messages", body(stream=True))
+    [event] = [e for e in captured if e.get("ccproxy_request")]
+    line = formatEvent(event)
+    assert "claude-sonnet-4-5 -> gpt-5" in line
+    assert " stream 200 " in line
+    assert "in=100 out=20" in line and "ttft=" in line and "total=" in line
+
+
+def test_grammar_violation_is_logged_in_debug_mode(captured: list[dict[str, Any]]) -> None:
+    """A stream that breaks the Anthropic grammar is reported with the request id."""
+
+    class Sink:
+        streams = True
+
+        def begin(self) -> None: ...
+        def events(self, events: Any) -> None: ...
+        def ping(self) -> None: ...
+        def end(self) -> None: ...
+
+    converter = StreamConverter("m", "msg_1", "u", "generic", ToolNameMap.from_names([]), ToolIdMap())
+    record = RequestRecord("req_test", "m", "u", True, 0.0)
+    stream = ClientStream(converter, Sink(), record, Clock(), 15.0, debug_secrets=())
+    stream.begin()
+    stream.emit([("content_block_delta", {"type": "content_block_delta", "index": 3, "delta": {"type": "text_delta", "text": "x"}})])
+    stream.abandon()
+    log = text_of(captured)
+    assert "req_test" in log and "grammar violation" in log
+
+
+def test_redaction_helpers() -> None:
+    """Secret headers and key-shaped strings never survive redaction."""
+    headers = redact_headers([("Authorization", "Bearer abc"), ("X-Api-Key", "k"), ("Accept", "x")])
+    assert headers == {"Authorization": "[redacted]", "X-Api-Key": "[redacted]", "Accept": "x"}
+    text = redact_text(json.dumps({"k": "sk-abcdefgh123", "h": "Bearer zzzzzzzz"}), ["mine"])
+    assert "sk-abcdefgh123" not in text and "zzzzzzzz" not in text
