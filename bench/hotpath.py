@@ -13,7 +13,11 @@ is profiled. Two phases are profiled separately, after an unprofiled warm-up:
 For each phase it prints the top functions by own time and by cumulative time, and writes
 C{<phase>.prof} (for C{pstats}/snakeviz) to C{--out}. cProfile roughly doubles the cost of
 every Python call, so read the shares, not the absolute times. (py-spy is the non-intrusive
-alternative; C{python -m bench.run --profile DIR} uses it where it can attach.)
+alternative: C{python -m bench.run --profile DIR} runs the real daemon under it.)
+
+C{python -m bench.hotpath --imports} instead starts the real daemon three times with
+C{PYTHONPROFILEIMPORTTIME=1} (and a private bytecode cache, primed by the first start) and
+prints the imports that cost the most in the last start: where cold start goes.
 """
 
 from __future__ import annotations
@@ -59,6 +63,47 @@ def _report(stats: pstats.Stats, sort: str, top: int) -> str:
     return "\n".join(lines[start:])
 
 
+def _imports(top: int, out: Path | None) -> int:
+    """Start the daemon with import timing; print the costliest imports of a warm start."""
+    import os
+    import re
+    import subprocess
+
+    from bench.run import _free_port, _stop, proxy_environment, spawn_proxy, start_fake_upstream, wait_healthy
+
+    tmp = out or Path(tempfile.mkdtemp(prefix="ccproxy-imports-"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    upstream_process, upstream_port = start_fake_upstream(tmp)
+    log = tmp / "ccproxy-imports.log"
+    try:
+        for attempt in range(3):
+            if log.exists():
+                log.unlink()
+            os.environ["PYTHONPROFILEIMPORTTIME"] = "1"  # inherited through proxy_environment
+            port = _free_port()
+            process = spawn_proxy(port, upstream_port, tmp, "ccproxy-imports")
+            del os.environ["PYTHONPROFILEIMPORTTIME"]
+            try:
+                asyncio.run(wait_healthy(port, process, 30.0))
+            finally:
+                _stop(process)
+    finally:
+        _stop(upstream_process)
+    rows = []
+    for line in log.read_text(errors="replace").splitlines():
+        found = re.match(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)", line)
+        if found:
+            own, total, indent, name = found.groups()
+            rows.append((int(total), int(own), len(indent) // 2, name))
+    everything = sum(total for total, _, depth, _ in rows if depth == 0)
+    print(f"imports of a warm start (bytecode cached): {everything / 1e6:.3f} s in total, {len(rows)} modules")
+    print(f"\n{'cumulative ms':>14} {'own ms':>8}  module (indent = import depth)")
+    for total, own, depth, name in sorted(rows, reverse=True)[:top]:
+        print(f"{total / 1000:14.1f} {own / 1000:8.1f}  {'  ' * depth}{name}")
+    print(f"\nlog: {log}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Profile the two phases; print the summaries."""
     parser = argparse.ArgumentParser(prog="python -m bench.hotpath", description=__doc__.splitlines()[0])
@@ -66,12 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--streams", type=int, default=30, help="500-chunk streams to profile (default 30)")
     parser.add_argument("--top", type=int, default=30, help="functions to list per table")
     parser.add_argument("--out", type=Path, default=None, help="directory for the .prof files")
+    parser.add_argument("--imports", action="store_true", help="profile the daemon's imports instead")
     parser.add_argument("--drive", nargs=4, metavar=("PORT", "MODEL", "STREAM", "COUNT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.drive:
         port, model, stream, count = args.drive
         asyncio.run(_drive(int(port), model, stream == "1", int(count)))
         return 0
+    if args.imports:
+        return _imports(args.top, args.out)
 
     from twisted.internet import reactor
     from twisted.internet.utils import getProcessOutputAndValue

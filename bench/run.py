@@ -232,8 +232,9 @@ def _mb(size: int) -> float:
 class Bench:
     """One run: the processes, the bodies and the measurements."""
 
-    def __init__(self, tmp: Path, sizes: Sizes, quick: bool) -> None:
+    def __init__(self, tmp: Path, sizes: Sizes, quick: bool, use_wrk: bool = True) -> None:
         self.tmp = tmp
+        self.use_wrk = use_wrk
         self.sizes = sizes
         self.quick = quick
         self.results: dict[str, Any] = {}
@@ -431,13 +432,13 @@ class Bench:
             body_file.write_bytes(self.body(side, JSON_MODEL, stream=False))
 
             def load(seconds: float) -> dict[str, Any]:
-                if wrk_available():
+                if self.use_wrk:
                     return run_wrk(port, path, body_file, headers, connections=sizes.throughput_clients,
                                    threads=2, seconds=seconds, timeout=seconds + 30)
                 return run_python_load(port, path, body_file, headers, connections=sizes.throughput_clients,
                                        processes=2, seconds=seconds, timeout=seconds + 30)
 
-            await asyncio.to_thread(load, 1.0)  # warm-up
+            await asyncio.to_thread(load, 0.5 if self.quick else 1.0)  # warm-up
             before = cpu_seconds(self.pid)
             report = await asyncio.to_thread(load, sizes.throughput_seconds)
             used = cpu_seconds(self.pid) - before
@@ -660,7 +661,7 @@ def summarise_profile(raw: Path, top: int = 25) -> dict[str, Any]:
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        if "_find_and_load" in stack or "<module>" in stack:
+        if "mainLoop (" not in stack or "_find_and_load" in stack:
             continue  # start-up and imports, not the hot path
         frames = [_frame(f) for f in stack.split(";")]
         total += count
@@ -770,8 +771,23 @@ def _machine() -> dict[str, Any]:
         "implementation": platform.python_implementation(),
         "twisted": twisted.__version__,
         "kernel": platform.release(),
-        "load_generator": "wrk" if wrk_available() else "python",
     }
+
+
+def busy_cores(seconds: float = 1.0) -> float:
+    """How many CPUs the whole machine kept busy over C{seconds} (from /proc/stat)."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as stat:
+            values = [int(v) for v in stat.readline().split()[1:]]
+        idle = values[3] + values[4]  # idle + iowait
+        return sum(values[:8]) - idle, sum(values[:8])
+
+    busy0, total0 = sample()
+    time.sleep(seconds)
+    busy1, total1 = sample()
+    cpus = os.cpu_count() or 1
+    return cpus * (busy1 - busy0) / max(1, total1 - total0)
 
 
 def _raise_fd_limit() -> int:
@@ -789,6 +805,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"where to write the results (default {DEFAULT_JSON.relative_to(REPO)})")
     parser.add_argument("--profile", type=Path, metavar="DIR", default=None,
                         help="also py-spy the daemon during (a) and (b); keep the stacks in DIR")
+    parser.add_argument("--load-generator", choices=("auto", "wrk", "python"), default="auto",
+                        help="for (c): wrk if installed (auto), or the multi-process Python client")
     parser.add_argument("--keep-logs", type=Path, metavar="DIR", default=None, help="copy the daemons' logs to DIR")
     args = parser.parse_args(argv)
     os.chdir(REPO)
@@ -799,9 +817,16 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
     started = time.perf_counter()
     print(f"ccproxy benchmark ({'quick' if args.quick else 'full'}) ...", file=sys.stderr)
+    background = {"busy_cores_before": round(busy_cores(), 2), "loadavg_before": os.getloadavg()[0]}
+    if background["busy_cores_before"] > 0.25:
+        print(f"warning: other processes keep {background['busy_cores_before']:.2f} CPUs busy; "
+              "the numbers will be noisy", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="ccproxy-bench-") as name:
         tmp = Path(name)
-        bench = Bench(tmp, sizes, args.quick)
+        use_wrk = args.load_generator == "wrk" or (args.load_generator == "auto" and wrk_available() is not None)
+        if args.load_generator == "wrk" and not wrk_available():
+            parser.error("wrk is not installed (apt-get install wrk)")
+        bench = Bench(tmp, sizes, args.quick, use_wrk)
         try:
             asyncio.run(bench.run(args.profile))
         finally:
@@ -813,11 +838,14 @@ def main(argv: list[str] | None = None) -> int:
             for log in tmp.glob("*.log"):
                 (keep / log.name).write_bytes(log.read_bytes())
             print(f"logs kept in {keep}", file=sys.stderr)
+    background["busy_cores_after"] = round(busy_cores(), 2)
+    background["loadavg_after"] = os.getloadavg()[0]
     rows = table(bench.results)
     report = {
         "mode": "quick" if args.quick else "full",
         "seconds": round(time.perf_counter() - started, 1),
         "machine": _machine(),
+        "background_load": background,
         "sizes": asdict(sizes),
         "targets": TARGETS,
         "results": bench.results,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import fcntl
 import http.client
 import json
 import os
@@ -18,7 +19,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -35,6 +37,7 @@ START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 KILL_TIMEOUT = 5.0
 POLL_INTERVAL = 0.1
+LOCK_TIMEOUT = START_TIMEOUT + 5.0
 LOG_LINES = 20
 
 EXIT_OK = 0
@@ -59,6 +62,36 @@ def pid_path() -> Path:
 def log_path() -> Path:
     """The daemon's log file."""
     return state_dir() / "ccproxy.log"
+
+
+def lock_path() -> Path:
+    """Held while starting or stopping, so that two of them never interleave."""
+    return state_dir() / "ccproxy.lock"
+
+
+@contextmanager
+def exclusive(timeout: float = LOCK_TIMEOUT) -> Iterator[bool]:
+    """Hold L{lock_path} for the block; C{False} if another holder kept it too long.
+
+    Without it, two concurrent starts race on the pidfile: the loser's twistd writes its
+    pid there, fails to bind, and removes the file that the winner needed.
+    """
+    fd = os.open(lock_path(), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                acquired = True
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    acquired = False
+                    break
+                time.sleep(POLL_INTERVAL)
+        yield acquired
+    finally:
+        os.close(fd)  # also releases the lock
 
 
 # --- processes -----------------------------------------------------------------------
@@ -339,9 +372,16 @@ def cmd_start(args: argparse.Namespace) -> int:
     if settings.port == 0:
         _error("ccproxy: start needs a fixed port (PORT=0 would pick a random one)")
         return EXIT_USAGE
-    pidfile, logfile = pid_path(), log_path()
     state_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
+    with exclusive() as acquired:
+        if not acquired:
+            _error("ccproxy: another `ccproxy start` or `ccproxy stop` is still running")
+            return EXIT_FAILED
+        return _start(settings, args)
 
+
+def _start(settings: Settings, args: argparse.Namespace) -> int:
+    pidfile, logfile = pid_path(), log_path()
     pid, running = find_daemon(pidfile)
     if pid is not None and running:
         url = daemon_url(pid, settings)
@@ -383,10 +423,10 @@ def cmd_start(args: argparse.Namespace) -> int:
         return _start_timed_out(url, pidfile, logfile, offset)
 
     if launch.returncode != 0:
-        if is_ccproxy_health(fetch_health(url, timeout=1.0)):  # lost a race with another start
-            print(f"ccproxy is already running on {url}")
-            return EXIT_OK
         listen = listen_failure(launch.stdout, settings)
+        if listen is not None and is_ccproxy_health(fetch_health(url, timeout=1.0)):
+            print(f"ccproxy is already running on {url}")  # lost a race with another start
+            return EXIT_OK
         if listen is not None:
             _error(listen)
             _error(f"(details in {logfile})")
@@ -434,6 +474,17 @@ def _print_log_tail(logfile: Path, offset: int) -> None:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     """SIGTERM the daemon, wait for it to exit (SIGKILL after a while), drop the pidfile."""
+    if not state_dir().is_dir():
+        print("ccproxy is not running")
+        return EXIT_OK
+    with exclusive() as acquired:
+        if not acquired:
+            _error("ccproxy: another `ccproxy start` or `ccproxy stop` is still running")
+            return EXIT_FAILED
+        return _stop()
+
+
+def _stop() -> int:
     pidfile = pid_path()
     pid, running = find_daemon(pidfile)
     if pid is None or not running:
@@ -472,8 +523,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         stale = " (stale pidfile: `ccproxy start` replaces it)" if pidfile.exists() else ""
         print(f"ccproxy is not running{stale}")
         return EXIT_NOT_RUNNING
-    fallback = None if argv_address(process_argv(pid) or [])[1] is not None else _settings(args)
-    url = daemon_url(pid, fallback)
+    known = argv_address(process_argv(pid) or [])
+    url = daemon_url(pid, None if None not in known else _settings(args))
     print(f"ccproxy is running (pid {pid}) on {url}")
     health = fetch_health(url, timeout=2.0) if url is not None else None
     rows: list[tuple[str, str]] = []
@@ -587,6 +638,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `ccproxy status | head -1`
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
     return result
 
 

@@ -18,7 +18,14 @@ from attrs import field, frozen
 
 from ccproxy.redact import redact_text
 
-__all__ = ["ApiError", "ERROR_TYPES", "error_payload", "from_upstream", "retry_after_seconds"]
+__all__ = [
+    "ApiError",
+    "ERROR_TYPES",
+    "error_payload",
+    "from_upstream",
+    "retry_after_seconds",
+    "upstream_error_details",
+]
 
 # HTTP status -> Anthropic error.type (PROTOCOL.md C.1)
 ERROR_TYPES: Mapping[int, str] = {
@@ -124,6 +131,20 @@ def _upstream_message(body: bytes) -> tuple[str, str, str]:
     if isinstance(metadata, dict) and isinstance(metadata.get("error_type"), str):
         code = metadata["error_type"]
     return (str(message), "" if code is None else str(code), str(error.get("type") or ""))
+
+
+def upstream_error_details(body: bytes) -> tuple[str, str | None]:
+    """The message and the named parameter (C{error.param}) of an upstream error body."""
+    message, _, _ = _upstream_message(body)
+    param = None
+    try:
+        decoded = json.loads(body)
+        error = decoded.get("error") if isinstance(decoded, dict) else None
+        if isinstance(error, dict) and isinstance(error.get("param"), str):
+            param = error["param"]
+    except (ValueError, UnicodeDecodeError):
+        pass
+    return message, param
 
 
 def _context_overflow(message: str, code: str) -> ApiError | None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from attrs import frozen
+from attrs import field, frozen
+
+from ccproxy.adapt import LearnedFixes
 
 from ccproxy.config import Settings
 from ccproxy.logs import Stats
@@ -20,6 +22,7 @@ class Context:
     """The collaborators of one running proxy (one per service, never global).
 
     @ivar clock: the reactor (or a C{task.Clock} in tests) for timers and timestamps.
+    @ivar learned: request fixes learned from upstream 400s, per (base URL, model).
     """
 
     settings: Settings
@@ -28,3 +31,4 @@ class Context:
     upstream: Upstream
     clock: Any
     stats: Stats
+    learned: LearnedFixes = field(factory=LearnedFixes)

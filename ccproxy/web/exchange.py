@@ -6,6 +6,9 @@ own retry logic works. The hold is bounded: a streaming client whose upstream ha
 answered within C{PING_INTERVAL} gets its headers, C{message_start} and pings, so its
 idle watchdog never fires; any later failure then arrives as an C{error} event.
 
+A 400 that names a parameter the model rejects or its output-token maximum is fixed
+(L{ccproxy.adapt}) and the request sent again, at most twice; the fix is remembered.
+
 Transient failures (connection refused or reset, a stale pooled connection, 502/503/529,
 a 429 with a short C{Retry-After}) are retried with jittered exponential back-off, but
 only while nothing has been sent to the client.
@@ -13,6 +16,7 @@ only while nothing has been sent to the client.
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Any
 
@@ -28,10 +32,12 @@ from twisted.web.server import Request
 
 from ccproxy.convert.request import Conversion
 from ccproxy.convert.stream import StreamConverter
-from ccproxy.errors import ApiError, from_upstream, retry_after_seconds
+from ccproxy.adapt import fix_for_error
+from ccproxy.errors import ApiError, from_upstream, retry_after_seconds, upstream_error_details
 from ccproxy.ids import message_id
 from ccproxy.logs import RequestRecord, debug_dump, log_request
-from ccproxy.openai import to_json
+from ccproxy.openai import to_dict
+from ccproxy.redact import redact_text
 from ccproxy.web.context import Context
 from ccproxy.web.errors import write_error
 from ccproxy.web.streaming import ClientStream, MessageSink, Relay, Sink, SSESink
@@ -41,6 +47,8 @@ __all__ = ["MessageExchange", "MAX_ERROR_BODY", "RETRY_STATUSES"]
 _log = Logger()
 MAX_ERROR_BODY = 256 * 1024
 RETRY_STATUSES = frozenset({502, 503, 529})
+MAX_FIXES = 2
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _RETRY_FAILURES = (ConnectError, ConnectionLost, ResponseNeverReceived, RequestNotSent, RequestTransmissionFailed)
 
 
@@ -97,6 +105,8 @@ class MessageExchange:
         self._pending: Deferred[Any] | None = None
         self._timer: IDelayedCall | None = None
         self._deadline: IDelayedCall | None = None
+        self._payload: dict[str, Any] = {}
+        self._fixes_tried = 0
         self._timed_out = False
         self._relay: Relay | None = None
         self._client_gone = False
@@ -122,11 +132,16 @@ class MessageExchange:
         context = self._context
         context.stats.active += 1
         self._request.notifyFinish().addBoth(self._ended)
-        self._body = to_json(self._conversion.request)
+        settings = context.settings
+        self._payload = to_dict(self._conversion.request)
+        learned = context.learned.get(settings.openai_base_url, self._conversion.request.model)
+        if learned is not None:
+            self._payload = learned.apply(self._payload)
+        self._body = _dumps(self._payload).encode()
         if self._debug is not None:
             debug_dump("upstream request", self._record.request_id, self._body, self._debug)
         if self._client.streams:
-            self._timer = context.clock.callLater(context.settings.ping_interval, self._begin_early)
+            self._timer = context.clock.callLater(settings.ping_interval, self._begin_early)
         self._send()
 
     # -- attempts ----------------------------------------------------------------------
@@ -231,6 +246,8 @@ class MessageExchange:
         settings = self._context.settings
         if self._debug is not None:
             debug_dump(f"upstream error {status}", self._record.request_id, body, self._debug)
+        if status == 400 and self._adapted(body):
+            return
         if self._may_retry():
             if status in RETRY_STATUSES:
                 self._retry(f"upstream {status}")
@@ -243,6 +260,30 @@ class MessageExchange:
         error = from_upstream(status, body, headers, self._provider, now, settings.secrets)
         self._record.error = f"upstream {status}"
         self._fail(error)
+
+    def _adapted(self, body: bytes) -> bool:
+        """Fix the request for a 400 that says what the model does not accept; retry once."""
+        if self._fixes_tried >= MAX_FIXES or self._client.started:
+            return False
+        message, param = upstream_error_details(body)
+        fix = fix_for_error(self._payload, message, param)
+        if fix is None:
+            return False
+        self._fixes_tried += 1
+        settings = self._context.settings
+        model = self._conversion.request.model
+        self._context.learned.learn(settings.openai_base_url, model, fix)
+        _log.info(
+            "request {request_id}: {model} rejected the request ({message}); adjusted and retrying",
+            request_id=self._record.request_id,
+            model=model,
+            message=redact_text(message, settings.secrets)[:200],
+        )
+        self._payload = fix.apply(self._payload)
+        self._body = _dumps(self._payload).encode()
+        self._attempt -= 1  # a fixed request is a new request, not a retry
+        self._send()
+        return True
 
     def _upstream_failed(self, reason: Failure) -> None:
         self._pending = None

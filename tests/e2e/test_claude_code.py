@@ -119,3 +119,47 @@ async def test_claude_code_accepts_reasoning_as_thinking(harness: Any, tmp_path:
     assistant = [m for m in second["messages"] if m.get("role") == "assistant"]
     assert assistant[-1]["tool_calls"][0]["id"] == "call_r1"
     assert assistant[-1]["reasoning_content"] == "I should check the date first."
+
+
+def openai_reasoning_rules(body: Any) -> Reply | None:
+    """OpenAI's real 400s for what reasoning models reject; None when the body is fine."""
+    if "max_tokens" in body:
+        return Reply(status=400, body={"error": {
+            "message": "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.",
+            "type": "invalid_request_error", "param": "max_tokens", "code": "unsupported_parameter"}})
+    if "temperature" in body and body["temperature"] != 1:
+        return Reply(status=400, body={"error": {
+            "message": f"Unsupported value: 'temperature' does not support {body['temperature']} with this model. Only the default (1) value is supported.",
+            "type": "invalid_request_error", "param": "temperature", "code": "unsupported_value"}})
+    if body.get("max_completion_tokens", 0) > 100000:
+        return Reply(status=400, body={"error": {
+            "message": f"max_tokens is too large: {body['max_completion_tokens']}. This model supports at most 100000 completion tokens, whereas you provided {body['max_completion_tokens']}.",
+            "type": "invalid_request_error", "param": "max_tokens", "code": "invalid_value"}})
+    return None
+
+
+@pytest_twisted.ensureDeferred
+async def test_claude_code_through_an_upstream_with_openai_reasoning_rules(harness: Any, tmp_path: Path) -> None:
+    """A generic upstream that enforces o-series rules: ccproxy learns the fixes from the
+    400s (rename max_tokens, cap the output) and the tool loop completes."""
+    marker = "strict-" + secrets.token_hex(4)
+
+    def script(body: Any) -> Reply:
+        rejected = openai_reasoning_rules(body)
+        if rejected is not None:
+            return rejected
+        if tool_messages(body):
+            return text_reply(f"Saw {marker}.")
+        return tool_call_reply("Bash", json.dumps({"command": f"echo {marker}"}), "call_strict")
+
+    url = harness.start(script, opus_model="o3", sonnet_model="o3", haiku_model="o3")
+    run = await deferToThread(run_claude, url, "Echo the marker.", str(tmp_path), timeout=120)
+    assert run.result is not None and run.result["is_error"] is False, (run.stdout, run.stderr)
+    assert run.result["result"] == f"Saw {marker}."
+    accepted = [r.body for r in harness.upstream.received if openai_reasoning_rules(r.body) is None]
+    assert len(accepted) >= 2
+    assert all(b["max_completion_tokens"] <= 100000 and "max_tokens" not in b for b in accepted)
+    # Learned once: the rejected attempts all come before the first accepted one.
+    bodies = [r.body for r in harness.upstream.received]
+    first_ok = bodies.index(accepted[0])
+    assert all(openai_reasoning_rules(b) is None for b in bodies[first_ok:])

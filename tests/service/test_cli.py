@@ -11,7 +11,7 @@ import ccproxy
 from ccproxy.cli import main
 from tests.service.conftest import Processes, Service
 from tests.service.support import ccproxy as run_ccproxy
-from tests.service.support import free_port, health, http, is_alive, wait_for
+from tests.service.support import WAIT, ccproxy_command, free_port, health, http, is_alive, wait_for
 
 
 def start(service: Service, port: int) -> int:
@@ -184,3 +184,20 @@ def test_main_returns_exit_statuses(capsys: pytest.CaptureFixture[str]) -> None:
     assert "usage: ccproxy" in capsys.readouterr().err
     assert main(["version"]) == 0
     assert main(["--help"]) == 0
+
+
+def test_concurrent_starts_leave_one_daemon(service: Service, processes: Processes) -> None:
+    """Two starts at once: both succeed, one daemon runs, and the pidfile names it."""
+    port = free_port()
+    command = [*ccproxy_command(), "start", "--port", str(port)]
+    first, second = (
+        processes.spawn(command, env=service.env, cwd=service.cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    )
+    outputs = [child.communicate(timeout=WAIT * 2) for child in (first, second)]
+    assert first.returncode == second.returncode == 0, outputs
+    pid = int(service.pidfile.read_text())
+    assert is_alive(pid)
+    assert run_ccproxy("status", env=service.env, cwd=service.cwd).returncode == 0
+    assert run_ccproxy("stop", env=service.env, cwd=service.cwd).returncode == 0
+    assert health(port) is None
