@@ -238,10 +238,13 @@ def run_wrk(port: int, path: str, body_file: Path, headers: dict[str, str], *, c
     lines = "\n".join(f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}" for name, value in headers.items())
     script.write_text(_WRK_SCRIPT.format(path=json.dumps(str(body_file)), headers=lines))
     command = [
-        wrk_available() or "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s",
+        wrk_available() or "wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
         "--latency", "-s", str(script), f"http://127.0.0.1:{port}{path}",
     ]
-    out = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False).stdout
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    out = done.stdout
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip()[-300:]}")
     found: dict[str, Any] = {"tool": "wrk", "output": out}
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
     found["rps"] = float(match.group(1)) if match else 0.0

@@ -111,7 +111,7 @@ def read_pid(pidfile: Path) -> int | None:
         return None
     pid = int(text)
     # 0 and 1 would signal a process group or init; our own pid is not a daemon.
-    return pid if pid > 1 and pid != os.getpid() else None
+    return pid if 1 < pid < 2**31 and pid != os.getpid() else None
 
 
 def is_alive(pid: int) -> bool:

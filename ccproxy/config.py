@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from attrs import frozen
 from dotenv import dotenv_values
 
-__all__ = ["ConfigError", "Settings", "load_settings", "config_files"]
+__all__ = ["ConfigError", "Settings", "load_settings", "config_files", "host_of"]
 
 T = TypeVar("T")
 
@@ -53,6 +53,7 @@ class Settings:
     max_request_bytes: int = 32 * 1024 * 1024
     log_mode: str = "default"
     provider: str | None = None
+    anthropic_upstream_url: str = "https://api.anthropic.com"
     upstream_retries: int = 2
     retry_max_wait: float = 10.0
     retry_backoff: float = 0.5
@@ -70,9 +71,7 @@ class Settings:
     @property
     def upstream_host(self) -> str:
         """Host (and port) of the upstream, safe to show: never carries credentials."""
-        parts = urlsplit(self.openai_base_url)
-        host = parts.hostname or ""
-        return f"{host}:{parts.port}" if parts.port else host
+        return host_of(self.openai_base_url)
 
     @property
     def chat_completions_url(self) -> str:
@@ -88,6 +87,13 @@ class Settings:
             return ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return False
+
+
+def host_of(url: str) -> str:
+    """The host (and explicit port) of C{url}."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{host}:{parts.port}" if parts.port else host
 
 
 def config_files(
@@ -231,6 +237,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "MAX_REQUEST_BYTES": ("max_request_bytes", _positive_int),
     "LOG_MODE": ("log_mode", _log_mode),
     "PROVIDER": ("provider", _provider),
+    "ANTHROPIC_UPSTREAM_URL": ("anthropic_upstream_url", _url),
     "UPSTREAM_RETRIES": ("upstream_retries", _count),
     "RETRY_MAX_WAIT": ("retry_max_wait", _seconds),
     "RETRY_BACKOFF": ("retry_backoff", _seconds),

@@ -50,6 +50,11 @@ class Upstream:
         self._pool = pool
         self.client = HTTPClient(agent)
 
+    @property
+    def pool(self) -> HTTPConnectionPool | None:
+        """The shared connection pool (C{None} before L{start} or with an injected client)."""
+        return self._pool
+
     def stop(self) -> Deferred[None]:
         """Close idle pooled connections (from C{stopService})."""
         pool, self._pool = self._pool, None

@@ -41,11 +41,13 @@ from ccproxy.openai import (
 )
 from ccproxy.providers import Profile
 
-__all__ = ["convert_messages", "INTERRUPTED", "NO_OUTPUT"]
+__all__ = ["convert_messages", "INTERRUPTED", "NO_OUTPUT", "EMPTY_CONVERSATION"]
 
 INTERRUPTED = "[tool call was interrupted: no result]"
 NO_OUTPUT = "(no output)"
 IMAGE_BELOW = "[image attached below]"
+DOCUMENT_BELOW = "[document attached below]"
+EMPTY_CONVERSATION = "(empty message)"
 
 
 def _blocks(content: str | list[Block]) -> list[Block]:
@@ -94,7 +96,8 @@ class _Walk:
         if kind == "base64" and source.get("media_type") == "application/pdf":
             if self.profile.pdf_files:
                 data = f"data:application/pdf;base64,{source.get('data', '')}"
-                return [FilePart({"filename": f"{title}.pdf", "file_data": data})]
+                filename = title if title.lower().endswith(".pdf") else f"{title}.pdf"
+                return [FilePart({"filename": filename, "file_data": data})]
             return [TextPart(f"[PDF omitted: {title}: this provider does not read PDFs]")]
         if kind == "url":
             return [TextPart(f"[document: {title}: {source.get('url', '')}]")]
@@ -173,8 +176,8 @@ class _Walk:
         reasoning_text = "".join(reasoning) if reasoning else None
         if replay == "reasoning_content" and calls and reasoning_text is None:
             reasoning_text = ""  # DeepSeek insists on the field after tool calls
-        if not texts and not calls and not reasoning_text:
-            return
+        if not texts and not calls:
+            return  # reasoning alone makes no message: OpenAI wants content or tool calls
         message = ChatMessage("assistant", "".join(texts) or None, calls or None)
         if replay and reasoning_text is not None:
             message = _with_reasoning(message, replay, reasoning_text)
@@ -209,7 +212,8 @@ class _Walk:
         self.awaiting = []
         self.flush_system()
         if images:  # OpenAI allows images only in user messages: right after the results
-            parts = [TextPart("Images from the tool results above:"), *images, *parts]
+            kind = "Images" if all(isinstance(p, ImagePart) for p in images) else "Attachments"
+            parts = [TextPart(f"{kind} from the tool results above:"), *images, *parts]
         for block in others:
             parts.extend(self.user_parts(block))
         self.emit_user(parts)
@@ -226,7 +230,7 @@ class _Walk:
                     if isinstance(part, TextPart):
                         texts.append(part.text)
                     else:
-                        texts.append(IMAGE_BELOW)
+                        texts.append(IMAGE_BELOW if isinstance(part, ImagePart) else DOCUMENT_BELOW)
                         images.append(part)
         text = "\n".join(t for t in texts if t) or NO_OUTPUT
         if result.is_error:
@@ -276,4 +280,6 @@ def convert_messages(
     walk.close_tool_turn()
     if walk.pending_system:
         walk.emit_user([])
+    if all(message.role == "system" for message in walk.out):  # everything was blank
+        walk.out.append(ChatMessage("user", EMPTY_CONVERSATION))
     return walk.out

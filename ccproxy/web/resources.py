@@ -29,6 +29,7 @@ from ccproxy.logs import RequestRecord, debug_dump, log_request
 from ccproxy.web.context import Context
 from ccproxy.web.errors import write_error, write_json
 from ccproxy.web.exchange import MessageExchange
+from ccproxy.web.passthrough import Passthrough
 
 __all__ = ["Context", "build_root"]
 
@@ -245,6 +246,9 @@ def build_root(context: Context) -> Resource:
     api = JSONResource()
     api.putChild(b"hello", Hello())
     root.putChild(b"api", api)
+    if context.settings.passthrough_mode:
+        root.putChild(b"v1", Passthrough(context, _new_request_id))
+        return root
     v1 = JSONResource()
     messages = Messages(context)
     messages.isLeaf = False

@@ -194,7 +194,7 @@ def test_concurrent_starts_leave_one_daemon(service: Service, processes: Process
         processes.spawn(command, env=service.env, cwd=service.cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         for _ in range(2)
     )
-    outputs = [child.communicate(timeout=WAIT * 2) for child in (first, second)]
+    outputs = [child.communicate(timeout=WAIT) for child in (first, second)]
     assert first.returncode == second.returncode == 0, outputs
     pid = int(service.pidfile.read_text())
     assert is_alive(pid)
