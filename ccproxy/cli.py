@@ -590,8 +590,8 @@ def build_parser() -> argparse.ArgumentParser:
     server = argparse.ArgumentParser(add_help=False)
     server.add_argument("--port", "-p", type=_port_number, metavar="N", help="port (PORT, default 8082)")
     server.add_argument("--host", metavar="H", help="interface (HOST, default 127.0.0.1)")
-    server.add_argument("-d", "--debug", action="store_true", help="log in more detail")
-    server.add_argument("-s", "--simple", action="store_true", help="log in a simpler format")
+    server.add_argument("-d", "--debug", action="store_true", help="log full requests and streams, keys redacted")
+    server.add_argument("-s", "--simple", action="store_true", help="log only one line per request")
 
     commands.add_parser(
         "start", parents=[server], help="start the daemon in the background",

@@ -54,6 +54,7 @@ class Settings:
     log_mode: str = "default"
     provider: str | None = None
     anthropic_upstream_url: str = "https://api.anthropic.com"
+    insecure_no_auth: bool = False
     upstream_retries: int = 2
     retry_max_wait: float = 10.0
     retry_backoff: float = 0.5
@@ -238,6 +239,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "LOG_MODE": ("log_mode", _log_mode),
     "PROVIDER": ("provider", _provider),
     "ANTHROPIC_UPSTREAM_URL": ("anthropic_upstream_url", _url),
+    "INSECURE_NO_AUTH": ("insecure_no_auth", _bool),
     "UPSTREAM_RETRIES": ("upstream_retries", _count),
     "RETRY_MAX_WAIT": ("retry_max_wait", _seconds),
     "RETRY_BACKOFF": ("retry_backoff", _seconds),
@@ -268,4 +270,10 @@ def load_settings(
         raw = merged.get(name)
         if raw is not None:
             values[field] = parse(name, raw)
-    return Settings(**values)  # type: ignore[arg-type]
+    settings = Settings(**values)  # type: ignore[arg-type]
+    if not settings.listens_on_loopback and not settings.anthropic_api_key and not settings.insecure_no_auth:
+        raise ConfigError(
+            f"HOST: {settings.host} is reachable from other machines, so set ANTHROPIC_API_KEY "
+            "(clients must then send it) or, to accept anyone, --insecure-no-auth"
+        )
+    return settings

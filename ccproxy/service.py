@@ -52,6 +52,14 @@ class UpstreamService(Service):
         super().startService()
         self._upstream.start()
         settings = self._settings
+        if not settings.listens_on_loopback and not settings.anthropic_api_key:
+            _log.warn(
+                "ccproxy listens on {host} without ANTHROPIC_API_KEY: anyone who can reach "
+                "this port can spend your provider credits",
+                host=settings.host,
+            )
+        if settings.log_mode == "simple":
+            return  # simple mode: nothing but the per-request lines
         _log.info(
             "ccproxy {version} listening on http://{host}:{port} -> {upstream} "
             "(provider {provider}); routing {routing}",
@@ -62,12 +70,6 @@ class UpstreamService(Service):
             provider=self._provider,
             routing=", ".join(f"{k}={v}" for k, v in self._router.table().items()),
         )
-        if not settings.listens_on_loopback and not settings.anthropic_api_key:
-            _log.warn(
-                "ccproxy listens on {host} without ANTHROPIC_API_KEY: anyone who can reach "
-                "this port can spend your provider credits",
-                host=settings.host,
-            )
 
     def stopService(self) -> Deferred[None]:  # noqa: N802
         super().stopService()

@@ -26,8 +26,9 @@ class Options(usage.Options):
         ["env-file", None, None, "Extra configuration file, read before ./.env."],
     ]
     optFlags = [
-        ["debug", "d", "Log in more detail."],
-        ["simple", "s", "Log in a simpler format."],
+        ["debug", "d", "Log full requests and streams, keys redacted (LOG_MODE=debug)."],
+        ["simple", "s", "Log only one line per request (LOG_MODE=simple)."],
+        ["insecure-no-auth", None, "Allow a non-loopback HOST without ANTHROPIC_API_KEY."],
     ]
 
     def postOptions(self) -> None:  # noqa: N802
@@ -37,6 +38,12 @@ class Options(usage.Options):
             overrides["PORT"] = self["port"]
         if self["host"] is not None:
             overrides["HOST"] = self["host"]
+        if self["insecure-no-auth"]:
+            overrides["INSECURE_NO_AUTH"] = "true"
+        if self["debug"]:  # with both flags, the more detailed mode wins
+            overrides["LOG_MODE"] = "debug"
+        elif self["simple"]:
+            overrides["LOG_MODE"] = "simple"
         try:
             self["settings"] = load_settings(env_file=self["env-file"], overrides=overrides)
         except ConfigError as error:
