@@ -55,6 +55,7 @@ class Settings:
     provider: str | None = None
     anthropic_upstream_url: str = "https://api.anthropic.com"
     insecure_no_auth: bool = False
+    shutdown_grace: float = 10.0
     upstream_retries: int = 2
     retry_max_wait: float = 10.0
     retry_backoff: float = 0.5
@@ -240,6 +241,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "PROVIDER": ("provider", _provider),
     "ANTHROPIC_UPSTREAM_URL": ("anthropic_upstream_url", _url),
     "INSECURE_NO_AUTH": ("insecure_no_auth", _bool),
+    "SHUTDOWN_GRACE": ("shutdown_grace", _seconds),
     "UPSTREAM_RETRIES": ("upstream_retries", _count),
     "RETRY_MAX_WAIT": ("retry_max_wait", _seconds),
     "RETRY_BACKOFF": ("retry_backoff", _seconds),

@@ -40,13 +40,16 @@ class QuietSite(Site):
 
 
 class UpstreamService(Service):
-    """Owns the upstream connection pool: created on start, closed on stop."""
+    """Owns the upstream side: the pool is created on start; on stop, running exchanges
+    get C{SHUTDOWN_GRACE} seconds to finish, then are closed with an error event, and
+    the pool is closed."""
 
-    def __init__(self, upstream: Upstream, settings: Settings, router: Router, provider: str) -> None:
-        self._upstream = upstream
-        self._settings = settings
-        self._router = router
-        self._provider = provider
+    def __init__(self, context: Context) -> None:
+        self._context = context
+        self._upstream = context.upstream
+        self._settings = context.settings
+        self._router = context.router
+        self._provider = context.profile.name
 
     def startService(self) -> None:  # noqa: N802
         super().startService()
@@ -73,7 +76,30 @@ class UpstreamService(Service):
 
     def stopService(self) -> Deferred[None]:  # noqa: N802
         super().stopService()
-        return self._upstream.stop()
+        draining = self._drain()
+        draining.addCallback(lambda _: self._upstream.stop())
+        return draining
+
+    def _drain(self) -> Deferred[None]:
+        """Fire once no exchange is running, or after the grace period (closing the rest)."""
+        context = self._context
+        done: Deferred[None] = Deferred()
+        deadline = context.clock.seconds() + self._settings.shutdown_grace
+
+        def check() -> None:
+            if not context.exchanges:
+                done.callback(None)
+            elif context.clock.seconds() >= deadline:
+                for exchange in list(context.exchanges):
+                    exchange.shut_down()
+                done.callback(None)
+            else:
+                context.clock.callLater(0.05, check)
+
+        if context.exchanges:
+            _log.info("waiting for {count} running request(s) to finish", count=len(context.exchanges))
+        check()
+        return done
 
 
 def endpoint_description(settings: Settings) -> str:
@@ -82,22 +108,29 @@ def endpoint_description(settings: Settings) -> str:
     return f"tcp:{settings.port}:interface={host}"
 
 
-def build_site(settings: Settings, reactor: Any) -> tuple[Site, Upstream, Router, str]:
-    """The Site and its collaborators (shared by the service and the tests)."""
-    router = Router.from_settings(settings)
-    profile = profile_for(settings.openai_base_url, settings.provider)
-    upstream = Upstream(settings, reactor)
-    context = Context(
+def build_context(settings: Settings, reactor: Any) -> Context:
+    """Everything one running proxy shares."""
+    return Context(
         settings=settings,
-        router=router,
-        profile=profile,
-        upstream=upstream,
+        router=Router.from_settings(settings),
+        profile=profile_for(settings.openai_base_url, settings.provider),
+        upstream=Upstream(settings, reactor),
         clock=reactor,
         stats=Stats(started=reactor.seconds()),
     )
+
+
+def site_for(context: Context) -> Site:
+    """The listening Site for C{context}."""
     site = QuietSite(build_root(context))
     site.displayTracebacks = False
-    return site, upstream, router, profile.name
+    return site
+
+
+def build_site(settings: Settings, reactor: Any) -> tuple[Site, Upstream, Router, str]:
+    """The Site and its collaborators (shared by the tests and the benchmark)."""
+    context = build_context(settings, reactor)
+    return site_for(context), context.upstream, context.router, context.profile.name
 
 
 def makeService(settings: Settings, reactor: Any = None) -> MultiService:  # noqa: N802
@@ -106,8 +139,9 @@ def makeService(settings: Settings, reactor: Any = None) -> MultiService:  # noq
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
-    site, upstream, router, provider = build_site(settings, reactor)
+    context = build_context(settings, reactor)
     top = MultiService()
-    UpstreamService(upstream, settings, router, provider).setServiceParent(top)
-    strports.service(endpoint_description(settings), site).setServiceParent(top)
+    UpstreamService(context).setServiceParent(top)
+    # Added last, stopped first: the port closes before running requests are drained.
+    strports.service(endpoint_description(settings), site_for(context)).setServiceParent(top)
     return top

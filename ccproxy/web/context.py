@@ -23,6 +23,7 @@ class Context:
 
     @ivar clock: the reactor (or a C{task.Clock} in tests) for timers and timestamps.
     @ivar learned: request fixes learned from upstream 400s, per (base URL, model).
+    @ivar exchanges: the exchanges running now, so shutdown can drain them.
     """
 
     settings: Settings
@@ -32,3 +33,4 @@ class Context:
     clock: Any
     stats: Stats
     learned: LearnedFixes = field(factory=LearnedFixes)
+    exchanges: set[Any] = field(factory=set)

@@ -107,6 +107,7 @@ class MessageExchange:
         self._deadline: IDelayedCall | None = None
         self._payload: dict[str, Any] = {}
         self._fixes_tried = 0
+        self._closing = False
         self._timed_out = False
         self._relay: Relay | None = None
         self._client_gone = False
@@ -131,6 +132,7 @@ class MessageExchange:
         """Send the upstream request; the client response follows asynchronously."""
         context = self._context
         context.stats.active += 1
+        context.exchanges.add(self)
         self._request.notifyFinish().addBoth(self._ended)
         settings = context.settings
         self._payload = to_dict(self._conversion.request)
@@ -177,6 +179,7 @@ class MessageExchange:
     def _may_retry(self) -> bool:
         return (
             not self._client_gone
+            and not self._closing
             and not self._client.started
             and self._attempt <= self._context.settings.upstream_retries
         )
@@ -219,7 +222,7 @@ class MessageExchange:
 
     def _response(self, response: IResponse) -> None:
         self._pending = None
-        if self._client_gone:
+        if self._client_gone or self._closing:
             response.deliverBody(_Discard())
             return
         headers = _lower_headers(response)
@@ -287,7 +290,7 @@ class MessageExchange:
 
     def _upstream_failed(self, reason: Failure) -> None:
         self._pending = None
-        if self._client_gone:
+        if self._client_gone or self._closing:
             return
         if self._timed_out:
             timeout = self._context.settings.upstream_timeout
@@ -316,8 +319,21 @@ class MessageExchange:
         if not self._client_gone and not self._request.finished:
             self._fail(ApiError(500, "api_error", "internal error in ccproxy; see its log"))
 
+    def shut_down(self) -> None:
+        """The proxy is stopping and this exchange outlived the grace period: end it with
+        an overloaded error (Claude Code retries those) and drop the upstream call."""
+        self._closing = True
+        error = ApiError(529, "overloaded_error", "ccproxy is shutting down; please retry")
+        if self._relay is not None:
+            self._relay.abort(error)
+            return
+        self._fail(error)
+        if self._pending is not None and not self._pending.called:
+            self._pending.cancel()
+
     def _ended(self, result: Failure | None) -> None:
         """The client response is over (finished, or the connection was lost)."""
+        self._context.exchanges.discard(self)
         self._timer_cancel()
         record = self._record
         if isinstance(result, Failure):

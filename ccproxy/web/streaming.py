@@ -293,7 +293,7 @@ class Relay(Protocol):
         try:
             sse_events = self._parser.feed(data)
         except SSEError as error:
-            self._abort(ApiError(502, "api_error", f"{self._converter.provider}: {error}"))
+            self.abort(ApiError(502, "api_error", f"{self._converter.provider}: {error}"))
             return
         for sse in sse_events:
             if not self._handle_data(sse.data):
@@ -309,7 +309,7 @@ class Relay(Protocol):
             chunk = json.loads(data)
         except ValueError:
             preview = data[:120]
-            self._abort(ApiError(502, "api_error", f"{self._converter.provider}: not a JSON chunk: {preview!r}"))
+            self.abort(ApiError(502, "api_error", f"{self._converter.provider}: not a JSON chunk: {preview!r}"))
             return False
         self._client.emit(self._converter.feed(chunk))
         return not self._converter.ended
@@ -317,7 +317,7 @@ class Relay(Protocol):
     def _collect_json(self, data: bytes) -> None:
         self._json_size += len(data)
         if self._json_size > MAX_JSON_BODY:
-            self._abort(ApiError(502, "api_error", f"{self._converter.provider}: response too large"))
+            self.abort(ApiError(502, "api_error", f"{self._converter.provider}: response too large"))
             return
         self._json_parts.append(data)
 
@@ -376,9 +376,9 @@ class Relay(Protocol):
     def _idle_expired(self) -> None:
         self._idle = None
         message = f"{self._converter.provider}: no data from upstream for {self._idle_timeout:g} s"
-        self._abort(ApiError(504, "timeout_error", message))
+        self.abort(ApiError(504, "timeout_error", message))
 
-    def _abort(self, error: ApiError) -> None:
+    def abort(self, error: ApiError) -> None:
         """End the client response with C{error} and drop the upstream connection."""
         self._client.fail(error)
         self._stop_upstream()
