@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Callable, TypeVar
 from urllib.parse import urlsplit
 
-from attrs import frozen
+from attrs import field, frozen
 from dotenv import dotenv_values
+
+from ccproxy.models import ModelInfo, parse_model_limits
 
 __all__ = ["ConfigError", "Settings", "load_settings", "config_files", "host_of"]
 
@@ -56,6 +58,7 @@ class Settings:
     anthropic_upstream_url: str = "https://api.anthropic.com"
     insecure_no_auth: bool = False
     shutdown_grace: float = 10.0
+    model_limits: Mapping[str, ModelInfo] = field(factory=dict)
     upstream_retries: int = 2
     retry_max_wait: float = 10.0
     retry_backoff: float = 0.5
@@ -199,6 +202,13 @@ def _provider(name: str, value: str) -> str | None:
     return chosen or None
 
 
+def _model_limits(name: str, value: str) -> dict[str, ModelInfo]:
+    try:
+        return parse_model_limits(value)
+    except ValueError as error:
+        raise ConfigError(f"{name}: {error}") from None
+
+
 def _log_mode(name: str, value: str) -> str:
     mode = value.strip().lower() or "default"
     if mode not in ("default", "simple", "debug"):
@@ -242,6 +252,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "ANTHROPIC_UPSTREAM_URL": ("anthropic_upstream_url", _url),
     "INSECURE_NO_AUTH": ("insecure_no_auth", _bool),
     "SHUTDOWN_GRACE": ("shutdown_grace", _seconds),
+    "MODEL_LIMITS": ("model_limits", _model_limits),
     "UPSTREAM_RETRIES": ("upstream_retries", _count),
     "RETRY_MAX_WAIT": ("retry_max_wait", _seconds),
     "RETRY_BACKOFF": ("retry_backoff", _seconds),

@@ -32,10 +32,12 @@ from twisted.web.server import Request
 
 from ccproxy.convert.request import Conversion
 from ccproxy.convert.stream import StreamConverter
-from ccproxy.adapt import fix_for_error
+from ccproxy.adapt import TOKEN_FIELDS, fix_for_error
+from ccproxy.config import Settings
 from ccproxy.errors import ApiError, from_upstream, retry_after_seconds, upstream_error_details
 from ccproxy.ids import message_id
 from ccproxy.logs import RequestRecord, debug_dump, log_request
+from ccproxy.models import budget_output, model_info
 from ccproxy.openai import to_dict
 from ccproxy.redact import redact_text
 from ccproxy.web.context import Context
@@ -99,6 +101,7 @@ class MessageExchange:
         self._context = context
         self._conversion = conversion
         self._record = record
+        self._input_estimate = input_estimate
         self._provider = context.settings.upstream_host
         self._body = b""
         self._attempt = 0
@@ -139,12 +142,33 @@ class MessageExchange:
         learned = context.learned.get(settings.openai_base_url, self._conversion.request.model)
         if learned is not None:
             self._payload = learned.apply(self._payload)
+        if not self._fit_output_budget(settings):
+            return
         self._body = _dumps(self._payload).encode()
         if self._debug is not None:
             debug_dump("upstream request", self._record.request_id, self._body, self._debug)
         if self._client.streams:
             self._timer = context.clock.callLater(settings.ping_interval, self._begin_early)
         self._send()
+
+    def _fit_output_budget(self, settings: Settings) -> bool:
+        """Cap the output limit by what the model is known to take (H.10).
+
+        A prompt that cannot fit the model's window at all is answered here with Claude
+        Code's prompt-too-long wording (which makes it compact) instead of upstream.
+        """
+        model = self._conversion.request.model
+        info = model_info(model, settings.model_limits)
+        field_name = next((f for f in TOKEN_FIELDS if f in self._payload), None)
+        if info is None or field_name is None:
+            return True
+        budget = budget_output(self._payload[field_name], info, self._input_estimate)
+        if budget is None:
+            message = f"prompt is too long: {self._input_estimate} tokens > {info.context_window} maximum"
+            self._fail(ApiError(400, "invalid_request_error", message, {"x-should-retry": "false"}))
+            return False
+        self._payload[field_name] = budget
+        return True
 
     # -- attempts ----------------------------------------------------------------------
 
