@@ -40,7 +40,7 @@ $(INSTALLED_RUN): pyproject.toml | $(BIN)/python
 	@touch $@
 
 $(INSTALLED_TEST): pyproject.toml | $(BIN)/python
-	$(call install,[test])
+	$(call install,[test,tokenizer])
 	@touch $@ $(INSTALLED_RUN)
 
 clean:

@@ -53,8 +53,21 @@ class Result:
     def ok(self) -> bool:
         return self.error is None and self.status == 200 and self.ended is not None
 
-    def since_start(self, stamp: float | None) -> float | None:
-        return None if stamp is None else stamp - self.started
+    @property
+    def end(self) -> float:
+        """When the body ended (only for a finished response)."""
+        assert self.ended is not None
+        return self.ended
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds from sending the request to the end of the response body."""
+        return self.end - self.started
+
+    def since_start(self, stamp: float | None) -> float:
+        """Seconds from sending the request to C{stamp} (which must have been seen)."""
+        assert stamp is not None
+        return stamp - self.started
 
 
 class Connection:
@@ -226,7 +239,10 @@ f:close()
 
 
 def _wrk_seconds(text: str) -> float:
-    number, unit = re.match(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    found = re.match(r"([\d.]+)(us|ms|s|m)", text)
+    if found is None:
+        raise ValueError(f"not a wrk duration: {text!r}")
+    number, unit = found.groups()
     return float(number) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
 
 
@@ -274,7 +290,7 @@ async def _load_worker(port: int, path: str, body: bytes, headers: dict[str, str
             while time.perf_counter() < deadline:
                 result = await connection.request("POST", path, body, headers)
                 if result.ok:
-                    latencies.append(result.ended - result.started)  # type: ignore[operator]
+                    latencies.append(result.elapsed)
                 else:
                     errors += 1
         finally:
@@ -294,7 +310,7 @@ def run_python_load(port: int, path: str, body_file: Path, headers: dict[str, st
         subprocess.Popen(command + [str(n), str(seconds)], stdout=subprocess.PIPE, cwd=Path(__file__).parent.parent)
         for n in per
     ]
-    done, errors, latencies = 0, 0, []
+    done, errors, latencies = 0, 0, list[float]()
     try:
         for child in children:
             out, _ = child.communicate(timeout=timeout)

@@ -12,7 +12,9 @@ C{POST /v1/chat/completions} is answered according to the request's C{model}:
   - C{bench-slow-Ss-every-Dms}: a stream lasting S seconds, one chunk every D ms;
   - any other model: 10 chunks at once.
 
-The headers C{x-bench-chunks} and C{x-bench-delay-ms} override the model. With C{"stream": true}
+The headers C{x-bench-chunks} and C{x-bench-delay-ms} override the model. C{GET
+/bench/last/<model>} returns the last request body received for that model (this is how the
+benchmark gets the exact body ccproxy sends upstream, for its "direct" column). With C{"stream": true}
 the answer is SSE (chunked transfer encoding): a first chunk with the role, the content chunks,
 a finish chunk (C{finish_reason: stop}), a usage chunk (C{choices: []}) and C{data: [DONE]}.
 Otherwise it is one C{chat.completion} JSON object. Connections are kept alive.
@@ -144,6 +146,7 @@ _SSE_HEAD = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
     b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n"
 )
+_LAST: dict[str, bytes] = {}  # the last request body per model, for GET /bench/last/<model>
 _NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 _HEALTH = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 
@@ -209,11 +212,18 @@ class UpstreamProtocol(asyncio.Protocol):
         if method == "GET" and path in ("/health", "/v1/models"):
             transport.write(_HEALTH)
             return
+        if method == "GET" and path.startswith("/bench/last/") and path[12:] in _LAST:
+            last = _LAST[path[12:]]
+            transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                            % (len(last), last))
+            return
         if method != "POST" or not path.rstrip("/").endswith("/chat/completions"):
             transport.write(_NOT_FOUND)
             return
         found = _MODEL.search(body)
         model = found.group(1).decode() if found else "bench"
+        if model in _LAST or len(_LAST) < 64:
+            _LAST[model] = body
         shape = shape_for(model, headers.get("x-bench-chunks"), headers.get("x-bench-delay-ms"))
         if not _STREAM.search(body):
             transport.write(completion_body(model, shape.chunks))
@@ -246,7 +256,7 @@ class UpstreamProtocol(asyncio.Protocol):
 
 def _dechunk(buffer: bytearray, start: int) -> tuple[bytes | None, int]:
     """Decode a chunked request body starting at C{start}: (body, bytes consumed) or (None, 0)."""
-    parts = []
+    parts: list[bytes] = []
     position = start
     while True:
         line_end = buffer.find(b"\r\n", position)

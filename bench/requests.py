@@ -10,8 +10,9 @@ The model name is how the benchmark talks to the fake upstream: ccproxy passes a
 C{opus}/C{sonnet}/C{haiku} through unchanged, and C{bench/fake_upstream.py} reads the answer's
 shape from it (C{bench-chunks-500}, C{bench-slow-1s}).
 
-L{openai_body} gives the "direct" column its body: the very bytes ccproxy sends upstream for
-the same Anthropic request, produced by ccproxy's own conversion code.
+L{openai_body} rebuilds, with ccproxy's own conversion code, the very bytes ccproxy sends
+upstream for the same Anthropic request. (The runner takes the "direct" bodies from the fake
+upstream after ccproxy has sent them, and uses this only as a fallback.)
 """
 
 from __future__ import annotations

@@ -250,6 +250,8 @@ class Bench:
     def body(self, side: str, model: str, *, stream: bool, small: bool = False) -> bytes:
         key = (side, model, stream, small)
         if key not in self._bodies:
+            # The direct bodies are captured from the fake upstream after ccproxy has sent them
+            # (capture_direct_body); openai_body() rebuilds them only if that did not happen.
             build = anthropic_body if side == "proxy" else openai_body
             self._bodies[key] = build(model, stream=stream, small=small)
         return self._bodies[key]
@@ -257,7 +259,7 @@ class Bench:
     def target(self, side: str) -> tuple[int, str, dict[str, str], bytes]:
         if side == "proxy":
             return self.proxy_port, PROXY_PATH, ANTHROPIC_HEADERS, PROXY_MARKER
-        return self.upstream_port, DIRECT_PATH, DIRECT_HEADERS, DIRECT_MARKER  # type: ignore[return-value]
+        return self.upstream_port, DIRECT_PATH, DIRECT_HEADERS, DIRECT_MARKER
 
     async def send(self, connection: Connection, side: str, model: str, *, stream: bool, small: bool = False,
                    keep_body: bool = False) -> Result:
@@ -297,7 +299,7 @@ class Bench:
                 if not answer.ok:
                     raise RuntimeError(f"first /v1/messages failed: {answer.status} {answer.error}")
                 health.append(healthy - started)
-                message.append(answer.ended - started)  # type: ignore[operator]
+                message.append(answer.end - started)
                 await asyncio.sleep(0.5)
                 idle.append(_mb(rss_bytes(process.pid)))
             finally:
@@ -321,6 +323,19 @@ class Bench:
         await asyncio.sleep(0.5)  # let start-up garbage settle before reading the idle RSS
         self.results["idle_first_start"] = {"rss_mb": _mb(rss_bytes(self.pid)), "fds": open_fds(self.pid),
                                             "when": "0.5 s after the first start (empty bytecode cache)"}
+        for model, stream in ((JSON_MODEL, False), (STREAM_MODEL, True), (SLOW_MODEL, True)):
+            await self.capture_direct_body(model, stream=stream)
+
+    async def capture_direct_body(self, model: str, *, stream: bool) -> None:
+        """The "direct" body for C{model}: what ccproxy actually sent upstream for our request."""
+        sent = await fetch(self.proxy_port, "POST", PROXY_PATH, self.body("proxy", model, stream=stream),
+                           ANTHROPIC_HEADERS, timeout=30)
+        if not sent.ok:
+            raise RuntimeError(f"ccproxy failed a {model} request: {sent.status} {sent.error}")
+        captured = await fetch(self.upstream_port, "GET", f"/bench/last/{model}", keep_body=True, timeout=10)
+        if captured.status != 200 or not captured.body:
+            raise RuntimeError(f"the fake upstream did not record a body for {model}")
+        self._bodies[("direct", model, stream, False)] = captured.body
 
     async def latency(self) -> None:
         """(a) sequential non-streaming requests with the 48 KB body, keep-alive, interleaved."""
@@ -341,7 +356,7 @@ class Bench:
                 for side, connection in (("direct", direct), ("proxy", proxy)):
                     result = await self.send(connection, side, JSON_MODEL, stream=False)
                     if result.ok:
-                        times[side].append(result.ended - result.started)  # type: ignore[operator]
+                        times[side].append(result.elapsed)
                     else:
                         failures += 1
             cpu = cpu_seconds(self.pid) - cpu_before
@@ -385,9 +400,9 @@ class Bench:
                     if not result.ok or result.marker_at is None:
                         failures += 1
                         continue
-                    stamps[side]["first_event"].append(result.first_at - result.started)  # type: ignore[operator]
-                    stamps[side]["first_content"].append(result.marker_at - result.started)
-                    stamps[side]["last_event"].append(result.ended - result.started)  # type: ignore[operator]
+                    stamps[side]["first_event"].append(result.since_start(result.first_at))
+                    stamps[side]["first_content"].append(result.since_start(result.marker_at))
+                    stamps[side]["last_event"].append(result.elapsed)
         finally:
             proxy.close()
             direct.close()
@@ -473,8 +488,8 @@ class Bench:
                 *(fetch(port, "POST", path, body, headers, timeout=60, marker=marker) for _ in range(count))
             )
             ok = [r for r in results if r.ok]
-            found[f"{side}_total_s"] = (max(r.ended for r in ok) - started) if ok else None  # type: ignore[type-var]
-            found[f"{side}_median_s"] = statistics.median(r.ended - r.started for r in ok) if ok else None  # type: ignore[operator]
+            found[f"{side}_total_s"] = (max(r.end for r in ok) - started) if ok else None
+            found[f"{side}_median_s"] = statistics.median(r.elapsed for r in ok) if ok else None
             found[f"{side}_failures"] = count - len(ok)
         if found["direct_total_s"] and found["proxy_total_s"]:
             found["ratio"] = found["proxy_total_s"] / found["direct_total_s"]
@@ -490,6 +505,7 @@ class Bench:
         body = self.body("proxy", HOLD_MODEL, stream=True)
         gate = asyncio.Semaphore(64)  # connection set-ups in flight (the listen backlog is 50)
         established = 0
+        failed: list[str] = []
         everyone = asyncio.Event()
         connections: list[Connection] = []
         results: list[Result] = []
@@ -510,8 +526,10 @@ class Bench:
                 waiter.cancel()
             if first.is_set():
                 established += 1
-                if established == count:
-                    everyone.set()
+            else:
+                failed.append(result.error or f"status {result.status}")
+            if established + len(failed) == count:
+                everyone.set()
             await request
 
         samples: list[float] = []
@@ -527,8 +545,8 @@ class Bench:
         try:
             await sample_until(everyone, 180.0)
             ramp = time.perf_counter() - started
-            if not everyone.is_set():
-                raise RuntimeError(f"only {established} of {count} streams started within 180 s")
+            if not everyone.is_set() or not established:
+                raise RuntimeError(f"only {established} of {count} streams started within 180 s: {failed[:3]}")
             all_open = {"rss_mb": _mb(rss_bytes(pid)), "fds": open_fds(pid)}
             await sample_until(None, self.sizes.hold_seconds)
             chunks_seen = sum(1 for r in results if r.marker_at is not None)
@@ -542,6 +560,8 @@ class Bench:
         after = {"rss_mb": _mb(rss_bytes(pid)), "fds": open_fds(pid), "upstream_fds": open_fds(upstream_pid)}
         self.results["many_streams"] = {
             "streams": count,
+            "failures": len(failed),
+            "failure_examples": failed[:3],
             "ramp_s": ramp,
             "streams_with_content": chunks_seen,
             "before": before,
@@ -675,7 +695,9 @@ def summarise_profile(raw: Path, top: int = 25) -> dict[str, Any]:
         own[frames[-1]] += count
         for frame in set(frames):
             inclusive[frame] += count
-    share = lambda counter: [(name, round(100 * n / total, 1)) for name, n in counter.most_common(top)]  # noqa: E731
+    def share(counter: Counter[str]) -> list[tuple[str, float]]:
+        return [(name, round(100 * n / max(1, total), 1)) for name, n in counter.most_common(top)]
+
     return {"samples": total, "self_percent": share(own), "inclusive_percent": share(inclusive)}
 
 
@@ -752,7 +774,7 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
     return rows
 
 
-def render(rows: list[tuple[str, ...]]) -> str:
+def render(rows: list[tuple[str, str, str, str, str, str]]) -> str:
     """The rows as a Markdown table (readable in a terminal too)."""
     header = ("metric", "direct", "proxy", "added / ratio", "target", "")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]

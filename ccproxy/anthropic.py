@@ -12,8 +12,10 @@ from collections.abc import Mapping
 from typing import Any, Literal, Union
 
 import cattrs
+from cattrs.cols import is_sequence, list_structure_factory
+from cattrs.gen import make_dict_structure_fn
 from cattrs.v import format_exception
-from attrs import field, frozen
+from attrs import field, frozen, has
 
 __all__ = [
     "RequestError",
@@ -275,6 +277,11 @@ def _strict(kind: type[Any], label: str) -> Any:
 
 def _make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=False, detailed_validation=True)
+    # cattrs would build a list from any iterable and an attrs class from anything that
+    # supports `in`: "stop_sequences": "END" would become ["E", "N", "D"], and a string
+    # or {} a valid empty config. JSON arrays and objects only.
+    converter.register_structure_hook_factory(is_sequence, lambda t: _only(list, "an array", list_structure_factory(t, converter)))
+    converter.register_structure_hook_factory(has, lambda t: _only(Mapping, "an object", make_dict_structure_fn(t, converter)))
     converter.register_structure_hook(str, _strict(str, "a string"))
     converter.register_structure_hook(bool, _strict(bool, "a boolean"))
     converter.register_structure_hook(int, _strict(int, "an integer"))
@@ -318,6 +325,17 @@ def _make_converter() -> cattrs.Converter:
     _exactly(converter, str | list[Block] | None, structure_optional_content)
     _exactly(converter, str | list[TextBlock] | None, structure_system)
     return converter
+
+
+def _only(kind: type[Any], label: str, structure: Any) -> Any:
+    """C{structure}, for values that are already a C{kind} (a JSON array or object)."""
+
+    def hook(value: Any, annotation: Any) -> Any:
+        if not isinstance(value, kind):
+            raise _OwnTypeError(f"expected {label}, got {type(value).__name__}")
+        return structure(value, annotation)
+
+    return hook
 
 
 def _exactly(converter: cattrs.Converter, annotation: Any, hook: Any) -> None:

@@ -58,6 +58,7 @@ class Settings:
     anthropic_upstream_url: str = "https://api.anthropic.com"
     insecure_no_auth: bool = False
     shutdown_grace: float = 10.0
+    exact_tokens: bool = False
     model_limits: Mapping[str, ModelInfo] = field(factory=dict)
     upstream_retries: int = 2
     retry_max_wait: float = 10.0
@@ -252,6 +253,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "ANTHROPIC_UPSTREAM_URL": ("anthropic_upstream_url", _url),
     "INSECURE_NO_AUTH": ("insecure_no_auth", _bool),
     "SHUTDOWN_GRACE": ("shutdown_grace", _seconds),
+    "EXACT_TOKENS": ("exact_tokens", _bool),
     "MODEL_LIMITS": ("model_limits", _model_limits),
     "UPSTREAM_RETRIES": ("upstream_retries", _count),
     "RETRY_MAX_WAIT": ("retry_max_wait", _seconds),

@@ -159,5 +159,5 @@ def to_dict(request: ChatRequest) -> dict[str, Any]:
 
 
 def to_json(request: ChatRequest) -> bytes:
-    """The request body, UTF-8 JSON."""
-    return _dumps(to_dict(request)).encode()
+    """The request body, UTF-8 JSON (a lone surrogate is kept as its C{\\u} escape)."""
+    return _dumps(to_dict(request)).encode("utf-8", "backslashreplace")

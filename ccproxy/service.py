@@ -19,6 +19,7 @@ import ccproxy
 from ccproxy.config import Settings
 from ccproxy.providers import profile_for
 from ccproxy.routing import Router
+from ccproxy.tokens import TokenCounter
 from ccproxy.upstream import Upstream
 from ccproxy.logs import Stats
 from ccproxy.web.context import Context
@@ -117,6 +118,8 @@ def build_context(settings: Settings, reactor: Any) -> Context:
         upstream=Upstream(settings, reactor),
         clock=reactor,
         stats=Stats(started=reactor.seconds()),
+        # The exact tokenizer takes about a second to load: once, at start-up.
+        tokens=TokenCounter.load(exact=settings.exact_tokens),
     )
 
 

@@ -3,8 +3,8 @@
 The parser follows the WHATWG rules that matter for LLM streams: C{\\n}, C{\\r\\n} and
 C{\\r} line ends (also split across reads), comment lines (C{: OPENROUTER PROCESSING}),
 C{data:} with or without the space, several C{data} lines joined by C{\\n}, C{event:}
-names, and events only dispatched on a blank line. It never interprets C{[DONE]}: that
-is the caller's business, on a whole data payload.
+names, and events only dispatched on a blank line, never with empty data. It never
+interprets C{[DONE]}: that is the caller's business, on a whole data payload.
 """
 
 from __future__ import annotations
@@ -65,8 +65,9 @@ class SSEParser:
         events: list[SSEEvent] = []
         for line in lines:
             if not line:
-                if self._data:
-                    events.append(SSEEvent(self._event, "\n".join(self._data)))
+                joined = "\n".join(self._data)
+                if joined:  # an empty data buffer dispatches nothing (WHATWG)
+                    events.append(SSEEvent(self._event, joined))
                 self._data = []
                 self._event = None
                 self._size = 0
@@ -99,5 +100,9 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def encode_event(name: str, payload: Any) -> bytes:
-    """One SSE event with its C{event:} line (Claude Code dispatches on it alone)."""
-    return f"event: {name}\ndata: {_dumps(payload)}\n\n".encode()
+    """One SSE event with its C{event:} line (Claude Code dispatches on it alone).
+
+    A lone surrogate in a string (upstream JSON may carry one) is written as its
+    C{\\u} escape, so the line stays valid UTF-8 and decodes to the same text.
+    """
+    return f"event: {name}\ndata: {_dumps(payload)}\n\n".encode("utf-8", "backslashreplace")

@@ -61,7 +61,9 @@ def encode_carrier(carrier: Carrier) -> str:
         data["gs"] = carrier.signatures
     if carrier.text_hash:
         data["h"] = carrier.text_hash
-    raw = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    # A lone surrogate (JSON allows one) becomes its \u escape again, which decodes back.
+    raw = text.encode("utf-8", "backslashreplace")
     packed = base64.urlsafe_b64encode(zlib.compress(raw, 6)).rstrip(b"=")
     return PREFIX + packed.decode("ascii")
 

@@ -5,7 +5,9 @@ answered by a C{tool} message right after it, tool messages carry text only, and
 text cannot sit between a call and its results. This module turns an Anthropic
 conversation into a list that obeys those rules without losing anything: results are
 reordered to match their calls, missing results are synthesised, orphan results become
-user text, images from tool results move into a user message after the tool messages.
+user text, images and PDFs from tool results move into a user message after the tool
+messages. What OpenAI cannot take is dropped: an assistant turn with nothing but
+thinking, blank text; a conversation left with no user or assistant message gets one.
 """
 
 from __future__ import annotations

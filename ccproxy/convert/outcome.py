@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 __all__ = ["stop_reason", "anthropic_usage", "estimate_tokens"]
@@ -26,8 +27,8 @@ def stop_reason(finish: str | None, tool_used: bool) -> str:
 
 
 def _count(value: Any) -> int:
-    """A token count from untrusted JSON: ints (or int-valued floats) only, never negative."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """A token count from untrusted JSON: finite numbers only, never negative."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return 0
     return max(0, int(value))
 

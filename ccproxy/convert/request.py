@@ -11,7 +11,15 @@ from typing import Any
 
 from attrs import frozen
 
-from ccproxy.anthropic import MessagesRequest, TextBlock, Tool, ToolChoice
+from ccproxy.anthropic import (
+    MessagesRequest,
+    TextBlock,
+    Tool,
+    ToolChoice,
+    ToolReferenceBlock,
+    ToolResultBlock,
+    ToolUseBlock,
+)
 from ccproxy.convert.messages import convert_messages
 from ccproxy.convert.names import ToolIdMap, ToolNameMap
 from ccproxy.openai import ChatMessage, ChatRequest, ChatTool, FunctionDef
@@ -61,13 +69,39 @@ def clean_schema(schema: dict[str, Any] | None) -> dict[str, Any]:
     return cleaned
 
 
-def _tools(tools: list[Tool], names: ToolNameMap) -> tuple[list[ChatTool], tuple[str, ...]]:
+def _loaded_tools(request: MessagesRequest) -> set[str]:
+    """Names of deferred tools the conversation loaded (C{tool_reference}) or used."""
+    names = {request.tool_choice.name} if request.tool_choice and request.tool_choice.name else set()
+    for message in request.messages:
+        blocks = [] if isinstance(message.content, str) else list(message.content)
+        for block in blocks:
+            if isinstance(block, ToolResultBlock) and isinstance(block.content, list):
+                blocks.extend(block.content)  # tool search answers inside tool results
+            elif isinstance(block, ToolReferenceBlock):
+                names.add(block.tool_name)
+            elif isinstance(block, ToolUseBlock):
+                names.add(block.name)
+    return names
+
+
+def _tools(
+    tools: list[Tool], names: ToolNameMap, loaded: set[str]
+) -> tuple[list[ChatTool], tuple[str, ...]]:
+    """Function tools for the upstream, and the typed tools that have no such form.
+
+    A C{defer_loading} tool is sent only once tool search has loaded it (or the model
+    called it anyway); Claude Code's placeholder, which has no properties, never is.
+    """
     converted = []
     dropped = []
     for tool in tools:
         if not tool.is_custom:
             dropped.append(tool.name)
             continue
+        if tool.defer_loading:
+            placeholder = not (tool.input_schema or {}).get("properties")
+            if placeholder or tool.name not in loaded:
+                continue
         converted.append(
             ChatTool(
                 FunctionDef(
@@ -115,7 +149,7 @@ def convert_request(request: MessagesRequest, model: str, profile: Profile) -> C
         messages.append(ChatMessage("system", system))
     messages.extend(convert_messages(request.messages, profile, model, names, ids))
 
-    tools, dropped = _tools(request.tools, names)
+    tools, dropped = _tools(request.tools, names, _loaded_tools(request))
     fields: dict[str, Any] = {
         "stream": True,
         "stream_options": {"include_usage": True},

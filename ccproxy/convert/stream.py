@@ -66,6 +66,7 @@ class StreamConverter:
     _thinking: list[str] = field(factory=list)
     _details: list[dict[str, Any]] = field(factory=list)
     _calls: dict[object, _Call] = field(factory=dict)
+    _by_index: dict[int, object] = field(factory=dict)
     _last_key: object = None
     _seen_ids: set[str] = field(factory=set)
     _tool_used: bool = False
@@ -192,7 +193,9 @@ class StreamConverter:
                 str(d.get("text") or d.get("summary") or "") for d in details if isinstance(d, dict)
             )
         self._thinking_text(text, events)
-        self._details.extend(d for d in details if isinstance(d, dict))
+        for detail in details:
+            if isinstance(detail, dict):
+                _merge_detail(self._details, detail)
 
     def _text(self, text: str, events: list[Event]) -> None:
         if self._open != "text":
@@ -226,25 +229,27 @@ class StreamConverter:
             call.arguments.append(_dumps(arguments))
 
     def _call_key(self, index: Any, call_id: str | None, name: str | None) -> object:
-        """Which call a fragment continues (PROTOCOL.md H.6 step 4)."""
+        """Which call a fragment continues (PROTOCOL.md H.6 step 4).
+
+        With an index: the call that index stands for, unless the fragment starts
+        another call there (L{_starts_new}); later fragments of that index then go to the
+        new call. Without one (Gemini): the call with the same id, else the last call
+        unless the fragment starts another.
+        """
         if isinstance(index, int) and not isinstance(index, bool):
-            key: object = ("index", index)
+            key = self._by_index.get(index, ("index", index))
             known = self._calls.get(key)
-            if known is None:
-                return key
-            if call_id and known.id and call_id != known.id:
-                return ("id", call_id)  # same index reused for another call
-            if name and known.name and _complete_json(known.arguments):
-                return ("id", call_id or len(self._calls))
+            if known is not None and _starts_new(known, call_id, name):
+                key = self._by_index[index] = ("id", call_id or len(self._calls))
             return key
         if call_id:
             for key, known in self._calls.items():
                 if known.id == call_id:
                     return key
-            return ("id", call_id)
-        if self._last_key is not None:
-            return self._last_key
-        return ("anonymous", len(self._calls))
+        last = self._calls.get(self._last_key)
+        if last is not None and not _starts_new(last, call_id, name):
+            return self._last_key  # arguments may come before the id and name
+        return ("id", call_id) if call_id else ("anonymous", len(self._calls))
 
     def _flush_calls(self, events: list[Event]) -> None:
         for call in self._calls.values():
@@ -308,12 +313,44 @@ class StreamConverter:
         status = 500
         if isinstance(error, dict):
             code = error.get("code")
+            metadata = error.get("metadata")
+            kind = f"{code} {metadata.get('error_type') if isinstance(metadata, dict) else ''}"
             if isinstance(code, int) and 400 <= code < 600:
                 status = code
+            elif "context_length" in kind:
+                status = 400  # read as prompt-too-long, so Claude Code compacts
             elif isinstance(code, str) and "rate" in code:
                 status = 429
-        body = _dumps({"error": error}).encode()
+        body = _dumps({"error": error}).encode("utf-8", "backslashreplace")
         return from_upstream(status, body, {}, self.provider, secrets=self.secrets)
+
+
+def _starts_new(call: _Call, call_id: str | None, name: str | None) -> bool:
+    """Whether a fragment begins a call other than C{call}: another id, or a second name."""
+    if call_id and call.id and call_id != call.id:
+        return True
+    return bool(name and call.name and _complete_json(call.arguments))
+
+
+def _merge_detail(details: list[dict[str, Any]], detail: dict[str, Any]) -> None:
+    """Add a streamed C{reasoning_details} item, merging C{reasoning.text} fragments.
+
+    OpenRouter streams one reasoning text as many fragments, its signature in the last
+    one; it wants the whole item back, as its non-streaming answer gives it.
+    """
+    last = details[-1] if details else None
+    if (
+        last is None
+        or not detail.get("type") == last.get("type") == "reasoning.text"
+        or detail.get("index") != last.get("index")
+    ):
+        details.append(dict(detail))
+        return
+    if detail.get("text"):
+        last["text"] = f"{last.get('text') or ''}{detail['text']}"
+    for key in ("signature", "format"):
+        if detail.get(key) and not last.get(key):
+            last[key] = detail[key]
 
 
 def _complete_json(fragments: list[str]) -> bool:

@@ -12,6 +12,7 @@ from ccproxy.config import Settings
 from ccproxy.logs import Stats
 from ccproxy.providers import Profile
 from ccproxy.routing import Router
+from ccproxy.tokens import TokenCounter
 from ccproxy.upstream import Upstream
 
 __all__ = ["Context"]
@@ -22,6 +23,7 @@ class Context:
     """The collaborators of one running proxy (one per service, never global).
 
     @ivar clock: the reactor (or a C{task.Clock} in tests) for timers and timestamps.
+    @ivar tokens: the input-token counter (estimator, or o200k_base when configured).
     @ivar learned: request fixes learned from upstream 400s, per (base URL, model).
     @ivar exchanges: the exchanges running now, so shutdown can drain them.
     """
@@ -32,5 +34,6 @@ class Context:
     upstream: Upstream
     clock: Any
     stats: Stats
+    tokens: TokenCounter = field(factory=TokenCounter)
     learned: LearnedFixes = field(factory=LearnedFixes)
     exchanges: set[Any] = field(factory=set)

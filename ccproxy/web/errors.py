@@ -16,7 +16,7 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 def write_json(request: Request, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
     """Send C{payload} as the whole JSON response and finish the request."""
-    body = _dumps(payload).encode()
+    body = _dumps(payload).encode("utf-8", "backslashreplace")  # lone surrogates stay escaped
     request.setResponseCode(status)
     request.setHeader(b"content-type", b"application/json")
     for name, value in (headers or {}).items():

@@ -144,7 +144,7 @@ class MessageExchange:
             self._payload = learned.apply(self._payload)
         if not self._fit_output_budget(settings):
             return
-        self._body = _dumps(self._payload).encode()
+        self._body = _dumps(self._payload).encode("utf-8", "backslashreplace")
         if self._debug is not None:
             debug_dump("upstream request", self._record.request_id, self._body, self._debug)
         if self._client.streams:
@@ -307,7 +307,7 @@ class MessageExchange:
             message=redact_text(message, settings.secrets)[:200],
         )
         self._payload = fix.apply(self._payload)
-        self._body = _dumps(self._payload).encode()
+        self._body = _dumps(self._payload).encode("utf-8", "backslashreplace")
         self._attempt -= 1  # a fixed request is a new request, not a retry
         self._send()
         return True

@@ -24,7 +24,6 @@ from ccproxy.anthropic import (
 from ccproxy.convert.request import convert_request
 from ccproxy.errors import ApiError
 from ccproxy.ids import message_id, request_id
-from ccproxy.tokens import count_request_tokens
 from ccproxy.logs import RequestRecord, debug_dump, log_request
 from ccproxy.web.context import Context
 from ccproxy.web.errors import write_error, write_json
@@ -192,7 +191,7 @@ class Messages(ClientRequest):
     def handle(self, request: Request, rid: str, body: Any) -> None:
         parsed = parse_messages_request(body)
         context = self._context
-        input_estimate = count_request_tokens(body, exact=False)
+        input_estimate = context.tokens.count_request(body)
         if parsed.max_tokens == 0:
             write_json(request, 200, _empty_message(parsed, input_estimate))
             return
@@ -234,7 +233,7 @@ class CountTokens(ClientRequest):
 
     def handle(self, request: Request, rid: str, body: Any) -> None:
         parse_count_tokens_request(body)
-        write_json(request, 200, {"input_tokens": count_request_tokens(body)})
+        write_json(request, 200, {"input_tokens": self._context.tokens.count_request(body)})
 
 
 def build_root(context: Context) -> Resource:

@@ -12,12 +12,12 @@ import re
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from ccproxy.anthropic import RequestError, parse_messages_request
 from ccproxy.convert.carrier import Carrier, encode_carrier
-from ccproxy.convert.messages import INTERRUPTED, NO_OUTPUT
+from ccproxy.convert.messages import EMPTY_CONVERSATION, INTERRUPTED, NO_OUTPUT
 from ccproxy.convert.names import upstream_tool_name
 from ccproxy.convert.request import BILLING_PREFIX, clean_schema, convert_request, system_text
 from ccproxy.openai import ChatMessage, ChatRequest, FilePart, ImagePart, TextPart, to_dict, to_json
@@ -72,6 +72,15 @@ def result(tool_id: str, content: Any = "ok", **extra: Any) -> dict[str, Any]:
     return block
 
 
+def thinking(signature: str, value: str = "plan") -> dict[str, Any]:
+    return {"type": "thinking", "thinking": value, "signature": signature}
+
+
+def to_dict_messages(messages: list[ChatMessage]) -> Any:
+    """Messages as JSON data."""
+    return to_dict(ChatRequest(model="m", messages=messages))["messages"]
+
+
 def messages_of(data: dict[str, Any] | str, profile: str = "openrouter", model: str = "test/model") -> list[ChatMessage]:
     """The converted message list (checked for OpenAI validity on the way)."""
     converted = convert(data, profile, model).request.messages
@@ -101,6 +110,13 @@ def test_fixture_converts_to_valid_openai_body(name: str, profile: str) -> None:
 
 
 # H.1 request fields
+
+
+def test_h1_model_is_the_routed_upstream_model() -> None:
+    """The upstream gets the model routing chose, not Claude Code's model name."""
+    data = to_dict(convert("cc_first_turn.json", "openrouter", "deepseek/deepseek-v3.2").request)
+    assert data["model"] == "deepseek/deepseek-v3.2"
+    assert "claude-opus-5-5" not in json.dumps({k: v for k, v in data.items() if k != "messages"})
 
 
 def test_h1_system_drops_billing_line_and_joins_blocks() -> None:
@@ -514,7 +530,7 @@ def test_h2_8_messages_never_empty() -> None:
     """A conversation whose only text is blank still sends one user message."""
     for content in ("", "   ", [text("")]):
         converted = convert(body({"role": "user", "content": content})).request.messages
-        assert roles(converted) == ["user"]
+        assert converted == [ChatMessage("user", EMPTY_CONVERSATION)]
         assert_openai_valid(converted)
 
 
@@ -552,11 +568,6 @@ def test_h11_14_system_never_between_call_and_results(profile: str) -> None:
     assert "Env changed." in rest
 
 
-def to_dict_messages(messages: list[ChatMessage]) -> Any:
-    """Messages as JSON data."""
-    return to_dict(ChatRequest(model="m", messages=messages))["messages"]
-
-
 def test_h11_14_leading_system_message_goes_into_the_first_user_message() -> None:
     """Folded system text with no user message before it starts the next user message."""
     converted = messages_of(body({"role": "system", "content": "Env."}, user("hi")), "deepseek")
@@ -564,10 +575,6 @@ def test_h11_14_leading_system_message_goes_into_the_first_user_message() -> Non
 
 
 # H.11 item 5: thinking from earlier turns
-
-
-def thinking(signature: str, value: str = "plan") -> dict[str, Any]:
-    return {"type": "thinking", "thinking": value, "signature": signature}
 
 
 @pytest.mark.parametrize(("profile", "field"), [("deepseek", "reasoning_content"), ("openrouter", "reasoning"),
@@ -627,13 +634,15 @@ INNER = st.lists(TEXT | IMAGE | DOCUMENT | st.builds(lambda n: {"type": "tool_re
 RESULT = st.builds(lambda i, c, e: {"type": "tool_result", "tool_use_id": i, "is_error": e,
                                     **({} if c is None else {"content": c})},
                    TOOL_IDS, st.none() | SHORT_TEXT | INNER, st.booleans())
-USER_BLOCKS = st.lists(TEXT | IMAGE | DOCUMENT | RESULT, max_size=4)
+SEARCH_RESULT = st.just({"type": "search_result", "source": "https://x", "title": "X", "content": [{"type": "text", "text": "x"}]})
+USER_BLOCKS = st.lists(TEXT | IMAGE | DOCUMENT | RESULT | SEARCH_RESULT, max_size=4)
 ASSISTANT_BLOCKS = st.lists(
     TEXT
     | st.builds(lambda i, n, a: {"type": "tool_use", "id": i, "name": n, "input": a}, TOOL_IDS, TOOL_NAMES,
                 st.dictionaries(st.sampled_from(["command", "path"]), SHORT_TEXT, max_size=2))
     | st.builds(lambda t, s: {"type": "thinking", "thinking": t, "signature": s}, SHORT_TEXT, SIGNATURES)
-    | st.just({"type": "redacted_thinking", "data": "EmwKAhgB"}),
+    | st.just({"type": "redacted_thinking", "data": "EmwKAhgB"})
+    | st.just({"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}}),
     max_size=4,
 )
 MESSAGES = st.lists(
@@ -646,8 +655,21 @@ MESSAGES = st.lists(
     max_size=8,
 )
 TOOLS = st.lists(st.builds(lambda n, d: {"name": n, "input_schema": {"type": "object", "properties": {"a": {}}},
-                                         **({"defer_loading": True} if d else {})}, TOOL_NAMES, st.booleans()),
+                                         **({"defer_loading": True} if d else {})}, TOOL_NAMES, st.booleans())
+                 | st.just({"type": "web_search_20250305", "name": "web_search", "max_uses": 5}),
                  max_size=3)
+OPTIONS = st.fixed_dictionaries({}, optional={
+    "tool_choice": st.sampled_from([{"type": "auto"}, {"type": "any", "disable_parallel_tool_use": True}, {"type": "none"},
+                                    {"type": "tool", "name": "Bash"}, {"type": "tool", "name": MCP_NAME}]),
+    "thinking": st.sampled_from([{"type": "adaptive", "display": "omitted"}, {"type": "enabled", "budget_tokens": 2048},
+                                 {"type": "enabled", "budget_tokens": 30000}, {"type": "disabled"}]),
+    "output_config": st.sampled_from([{"effort": e} for e in ("low", "medium", "high", "xhigh", "max")] + [{}]),
+    "stop_sequences": st.lists(st.text(min_size=1, max_size=3), max_size=6),
+    "temperature": st.floats(0, 1),
+    "max_tokens": st.sampled_from([0, 1, 32000, 128000]),
+    "stream": st.booleans(),
+    "metadata": st.just({"user_id": '{"device_id":"d","account_uuid":"","session_id":"s"}'}),
+})
 
 
 def unique_tool_use_ids(messages: list[dict[str, Any]]) -> bool:
@@ -657,13 +679,16 @@ def unique_tool_use_ids(messages: list[dict[str, Any]]) -> bool:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-@given(messages=MESSAGES.filter(unique_tool_use_ids), tools=TOOLS, system=st.none() | SHORT_TEXT,
+@given(messages=MESSAGES.filter(unique_tool_use_ids), tools=TOOLS, system=st.none() | SHORT_TEXT, options=OPTIONS,
        profile=st.sampled_from(sorted(PROFILES)))
 def test_property_any_valid_request_converts_to_valid_openai_order(
-    messages: list[dict[str, Any]], tools: list[dict[str, Any]], system: str | None, profile: str
+    messages: list[dict[str, Any]], tools: list[dict[str, Any]], system: str | None, options: dict[str, Any],
+    profile: str,
 ) -> None:
     """Request conversion never raises on a schema-valid request and always yields an order OpenAI accepts."""
-    data = body(*messages, tools=tools, **({"system": system} if system is not None else {}))
+    forced = options.get("tool_choice", {}).get("name")
+    assume(forced is None or forced in [tool["name"] for tool in tools if "type" not in tool])  # Anthropic checks it
+    data = body(*messages, tools=tools, **options, **({"system": system} if system is not None else {}))
     try:
         request = parse_messages_request(data)
     except RequestError:  # pragma: no cover - the strategies only build valid bodies
@@ -674,7 +699,12 @@ def test_property_any_valid_request_converts_to_valid_openai_order(
         for call in message.tool_calls or []:
             assert SAFE_NAME.fullmatch(call.function.name)
             assert re.fullmatch(PROFILE_IDS[profile], call.id)
-    json.dumps(to_dict(conversion.request))
+    sent = to_dict(conversion.request)
+    json.dumps(sent)
+    if "tool_choice" in sent:
+        assert sent["tools"]
+        if isinstance(sent["tool_choice"], dict):
+            assert sent["tool_choice"]["function"]["name"] in [t["function"]["name"] for t in sent["tools"]]
 
 
 PROFILE_IDS = {name: r"[a-zA-Z0-9_-]+" for name in PROFILES} | {"openai": r"[a-zA-Z0-9_-]{1,40}",
