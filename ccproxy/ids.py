@@ -11,8 +11,13 @@ _BASE62 = string.ascii_letters + string.digits
 
 
 def new_id(prefix: str, length: int = 24) -> str:
-    """C{prefix} followed by C{length} random base62 characters."""
-    return prefix + "".join(secrets.choice(_BASE62) for _ in range(length))
+    """C{prefix} followed by C{length} random base62 characters (one urandom call)."""
+    number = int.from_bytes(secrets.token_bytes(length), "big")  # 8 bits per char > log2(62)
+    chars = []
+    for _ in range(length):
+        number, digit = divmod(number, 62)
+        chars.append(_BASE62[digit])
+    return prefix + "".join(chars)
 
 
 def request_id() -> str:

@@ -8,12 +8,13 @@ field they use.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal, Union
 
 import cattrs
 from cattrs.gen import make_dict_unstructure_fn, override
 from attrs import field, frozen
+
+from ccproxy import jsonio
 
 __all__ = [
     "TextPart",
@@ -129,6 +130,11 @@ class ChatRequest:
 
 def _make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(omit_if_default=True)
+    # Free-form JSON (tool schemas, images, provider extras) is already JSON: pass it
+    # through instead of walking every value (that walk was most of the unstructure time).
+    converter.register_unstructure_hook_func(
+        lambda t: t in (dict[str, Any], dict[str, str], list[dict[str, Any]]), lambda value: value
+    )
     for cls in (TextPart, ImagePart, FilePart, ToolCall, ChatTool):
         # `type` is a wire discriminator: always sent, although it has a default.
         converter.register_unstructure_hook(
@@ -146,7 +152,6 @@ def _make_converter() -> cattrs.Converter:
 
 
 _converter = _make_converter()
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def to_dict(request: ChatRequest) -> dict[str, Any]:
@@ -160,4 +165,4 @@ def to_dict(request: ChatRequest) -> dict[str, Any]:
 
 def to_json(request: ChatRequest) -> bytes:
     """The request body, UTF-8 JSON (a lone surrogate is kept as its C{\\u} escape)."""
-    return _dumps(to_dict(request)).encode("utf-8", "backslashreplace")
+    return jsonio.dumps(to_dict(request))

@@ -9,10 +9,11 @@ interprets C{[DONE]}: that is the caller's business, on a whole data payload.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from attrs import frozen
+
+from ccproxy import jsonio
 
 __all__ = ["SSEEvent", "SSEParser", "SSEError", "encode_event", "MAX_EVENT_BYTES"]
 
@@ -96,7 +97,17 @@ class SSEParser:
         return events
 
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_EVENT_NAMES = (
+    "message_start",
+    "content_block_start",
+    "content_block_delta",
+    "content_block_stop",
+    "message_delta",
+    "message_stop",
+    "ping",
+    "error",
+)
+_EVENT_LINES = {name: f"event: {name}\ndata: ".encode() for name in _EVENT_NAMES}
 
 
 def encode_event(name: str, payload: Any) -> bytes:
@@ -105,4 +116,7 @@ def encode_event(name: str, payload: Any) -> bytes:
     A lone surrogate in a string (upstream JSON may carry one) is written as its
     C{\\u} escape, so the line stays valid UTF-8 and decodes to the same text.
     """
-    return f"event: {name}\ndata: {_dumps(payload)}\n\n".encode("utf-8", "backslashreplace")
+    head = _EVENT_LINES.get(name)
+    if head is None:
+        head = f"event: {name}\ndata: ".encode()
+    return head + jsonio.dumps(payload) + b"\n\n"

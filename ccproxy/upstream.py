@@ -22,7 +22,7 @@ from ccproxy.config import Settings
 __all__ = ["Upstream", "CACHED_CONNECTION_SECONDS"]
 
 CACHED_CONNECTION_SECONDS = 50
-MAX_IDLE_PER_HOST = 16
+MAX_IDLE_PER_HOST = 64  # idle connections kept per upstream; above the usual concurrency
 
 
 @define
@@ -92,5 +92,6 @@ class Upstream:
             data=body,
             headers=self.headers(extra_headers),
             unbuffered=True,
+            allow_redirects=False,  # an API answers; a redirect would drop the POST body anyway
         )
         return result

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from twisted.web.server import Request
 
+from ccproxy import jsonio
 from ccproxy.errors import ApiError, error_payload
 
 __all__ = ["write_error", "write_json"]
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def write_json(request: Request, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
     """Send C{payload} as the whole JSON response and finish the request."""
-    body = _dumps(payload).encode("utf-8", "backslashreplace")  # lone surrogates stay escaped
+    body = jsonio.dumps(payload)
     request.setResponseCode(status)
     request.setHeader(b"content-type", b"application/json")
     for name, value in (headers or {}).items():

@@ -16,7 +16,6 @@ only while nothing has been sent to the client.
 
 from __future__ import annotations
 
-import json
 import random
 from typing import Any
 
@@ -32,6 +31,7 @@ from twisted.web.server import Request
 
 from ccproxy.convert.request import Conversion
 from ccproxy.convert.stream import StreamConverter
+from ccproxy import jsonio
 from ccproxy.adapt import TOKEN_FIELDS, fix_for_error
 from ccproxy.config import Settings
 from ccproxy.errors import ApiError, from_upstream, retry_after_seconds, upstream_error_details
@@ -50,7 +50,6 @@ _log = Logger()
 MAX_ERROR_BODY = 256 * 1024
 RETRY_STATUSES = frozenset({502, 503, 529})
 MAX_FIXES = 2
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _RETRY_FAILURES = (ConnectError, ConnectionLost, ResponseNeverReceived, RequestNotSent, RequestTransmissionFailed)
 
 
@@ -144,7 +143,7 @@ class MessageExchange:
             self._payload = learned.apply(self._payload)
         if not self._fit_output_budget(settings):
             return
-        self._body = _dumps(self._payload).encode("utf-8", "backslashreplace")
+        self._body = jsonio.dumps(self._payload)
         if self._debug is not None:
             debug_dump("upstream request", self._record.request_id, self._body, self._debug)
         if self._client.streams:
@@ -307,7 +306,7 @@ class MessageExchange:
             message=redact_text(message, settings.secrets)[:200],
         )
         self._payload = fix.apply(self._payload)
-        self._body = _dumps(self._payload).encode("utf-8", "backslashreplace")
+        self._body = jsonio.dumps(self._payload)
         self._attempt -= 1  # a fixed request is a new request, not a retry
         self._send()
         return True

@@ -22,6 +22,7 @@ from ccproxy.anthropic import (
     parse_messages_request,
 )
 from ccproxy.convert.request import convert_request
+from ccproxy import jsonio
 from ccproxy.errors import ApiError
 from ccproxy.ids import message_id, request_id
 from ccproxy.logs import RequestRecord, debug_dump, log_request
@@ -155,7 +156,7 @@ class ClientRequest(JSONResource):
         if not raw.strip():
             raise ApiError(400, "invalid_request_error", "request body is empty")
         try:
-            return json.loads(raw)
+            return jsonio.loads(raw)
         except (ValueError, RecursionError) as error:
             raise ApiError(400, "invalid_request_error", f"request body is not valid JSON: {error}") from None
 

@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request
 from zope.interface import implementer
 
+from ccproxy import jsonio
 from ccproxy.convert.response import completion_to_chunk
 from ccproxy.convert.stream import Event, StreamConverter
 from ccproxy.errors import ERROR_TYPES, ApiError
@@ -306,7 +307,7 @@ class Relay(Protocol):
             self._done = True
             return True
         try:
-            chunk = json.loads(data)
+            chunk = jsonio.loads(data)
         except ValueError:
             preview = data[:120]
             self.abort(ApiError(502, "api_error", f"{self._converter.provider}: not a JSON chunk: {preview!r}"))
@@ -337,7 +338,7 @@ class Relay(Protocol):
 
     def _finish_json(self) -> None:
         try:
-            completion = json.loads(b"".join(self._json_parts))
+            completion = jsonio.loads(b"".join(self._json_parts))
         except ValueError:
             self._client.fail(ApiError(502, "api_error", f"{self._converter.provider}: invalid JSON response"))
             return
