@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 import struct
 import zlib
@@ -27,6 +26,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
+
+from ccproxy import jsonio
 
 
 __all__ = ["TokenCounter", "estimate_text_tokens"]
@@ -248,7 +249,10 @@ class _RequestText:
 
     def add_json(self, value: object) -> None:
         # The same form the converter sends upstream as tool-call arguments (PROTOCOL.md H.2).
-        self.texts.append(json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str))
+        try:
+            self.texts.append(jsonio.dumps(value).decode("utf-8", "replace"))
+        except TypeError:  # not JSON at all (a client sent something odd): count its repr
+            self.texts.append(str(value))
 
     def add_content(self, content: object, depth: int = 0) -> None:
         """Add a C{content} value: a string or a list of blocks."""
