@@ -98,7 +98,9 @@ class MessageExchange:
     ) -> None:
         self._request = request
         self._context = context
-        self._conversion = conversion
+        self._model = conversion.request.model
+        # Only the JSON-ready body is kept (not the attrs tree): fixes edit it, retries resend it.
+        self._payload: dict[str, Any] = to_dict(conversion.request)
         self._record = record
         self._input_estimate = input_estimate
         self._provider = context.settings.upstream_host
@@ -107,7 +109,6 @@ class MessageExchange:
         self._pending: Deferred[Any] | None = None
         self._timer: IDelayedCall | None = None
         self._deadline: IDelayedCall | None = None
-        self._payload: dict[str, Any] = {}
         self._fixes_tried = 0
         self._closing = False
         self._timed_out = False
@@ -137,8 +138,7 @@ class MessageExchange:
         context.exchanges.add(self)
         self._request.notifyFinish().addBoth(self._ended)
         settings = context.settings
-        self._payload = to_dict(self._conversion.request)
-        learned = context.learned.get(settings.openai_base_url, self._conversion.request.model)
+        learned = context.learned.get(settings.openai_base_url, self._model)
         if learned is not None:
             self._payload = learned.apply(self._payload)
         if not self._fit_output_budget(settings):
@@ -156,7 +156,7 @@ class MessageExchange:
         A prompt that cannot fit the model's window at all is answered here with Claude
         Code's prompt-too-long wording (which makes it compact) instead of upstream.
         """
-        model = self._conversion.request.model
+        model = self._model
         info = model_info(model, settings.model_limits)
         field_name = next((f for f in TOKEN_FIELDS if f in self._payload), None)
         if info is None or field_name is None:
@@ -256,6 +256,9 @@ class MessageExchange:
             response.deliverBody(collector)
             return
         self._timer_cancel()
+        # No more retries or fixes from here: let go of the request copies (a long
+        # Claude Code request is tens of KB, held for the whole stream otherwise).
+        self._body, self._payload = b"", {}
         self._relay = Relay(
             self._request,
             self._client,
@@ -297,7 +300,7 @@ class MessageExchange:
             return False
         self._fixes_tried += 1
         settings = self._context.settings
-        model = self._conversion.request.model
+        model = self._model
         self._context.learned.learn(settings.openai_base_url, model, fix)
         _log.info(
             "request {request_id}: {model} rejected the request ({message}); adjusted and retrying",

@@ -31,9 +31,10 @@ from ccproxy.web.errors import write_error, write_json
 from ccproxy.web.exchange import MessageExchange
 from ccproxy.web.passthrough import Passthrough
 
-__all__ = ["Context", "build_root"]
+__all__ = ["Context", "build_root", "MAX_JSON_DEPTH"]
 
 _log = Logger()
+MAX_JSON_DEPTH = 128
 
 
 def _new_request_id(request: Request) -> str:
@@ -118,6 +119,45 @@ class Hello(JSONResource):
         return b"" if request.method == b"HEAD" else b"{}"
 
 
+def _check_media_type(request: Request) -> None:
+    """Only uncompressed C{application/json} (or C{*/*+json}) bodies: 415 for the rest.
+
+    Requiring JSON keeps browsers out: a web page can send C{text/plain}, form and
+    body-less-type POSTs to 127.0.0.1 without asking (no CORS preflight), but not JSON.
+    No Anthropic client compresses requests, and decoding them would need its own
+    decompression-bomb cap, so any C{Content-Encoding} is refused.
+
+    @raise ApiError: 415.
+    """
+    encoding = (request.getHeader(b"content-encoding") or b"identity").strip().lower()
+    if encoding != b"identity":
+        message = f"Content-Encoding {encoding.decode('latin-1')!r} is not supported: send the body uncompressed"
+        raise ApiError(415, "invalid_request_error", message)
+    header = request.getHeader(b"content-type") or b""
+    media = header.split(b";", 1)[0].strip().lower()
+    if media != b"application/json" and not (media.startswith(b"application/") and media.endswith(b"+json")):
+        shown = header.decode("latin-1")[:100] or "none"
+        raise ApiError(415, "invalid_request_error", f"Content-Type must be application/json (got {shown})")
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether decoded JSON nests arrays and objects more than C{limit} levels deep.
+
+    Deeper bodies are refused before anything recursive (validation, conversion, the
+    upstream encoder) can hit Python's recursion limit. Level by level, no recursion.
+    """
+    level = [value] if isinstance(value, (dict, list)) else []
+    for _ in range(limit):
+        below: list[Any] = []
+        for item in level:
+            children = item.values() if isinstance(item, dict) else item
+            below.extend(child for child in children if isinstance(child, (dict, list)))
+        if not below:
+            return False
+        level = below
+    return True
+
+
 class ClientRequest(JSONResource):
     """Shared checks for the C{/v1} endpoints: client key, body size, JSON."""
 
@@ -142,7 +182,8 @@ class ClientRequest(JSONResource):
         return hmac.compare_digest(offered, key) | hmac.compare_digest(bearer, key)
 
     def _body(self, request: Request) -> Any:
-        """The decoded JSON body. @raise ApiError: too large, or not JSON."""
+        """The decoded JSON body. @raise ApiError: not JSON, too large or too deep."""
+        _check_media_type(request)
         content = request.content
         if content is None:
             raise ApiError(400, "invalid_request_error", "request body is empty")
@@ -153,12 +194,17 @@ class ClientRequest(JSONResource):
             raise ApiError(413, "request_too_large", f"request body is {size} bytes; the limit is {limit}")
         content.seek(0)
         raw = content.read()
+        content.close()  # parsed below; not kept for the life of a long stream
+        request.content = None
         if not raw.strip():
             raise ApiError(400, "invalid_request_error", "request body is empty")
         try:
-            return jsonio.loads(raw)
+            body = jsonio.loads(raw)
         except (ValueError, RecursionError) as error:
             raise ApiError(400, "invalid_request_error", f"request body is not valid JSON: {error}") from None
+        if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _deeper_than(body, MAX_JSON_DEPTH):
+            raise ApiError(400, "invalid_request_error", f"request body nests deeper than {MAX_JSON_DEPTH} levels")
+        return body
 
     def render_POST(self, request: Request) -> int:  # noqa: N802
         rid = _new_request_id(request)
@@ -250,9 +296,12 @@ def build_root(context: Context) -> Resource:
         root.putChild(b"v1", Passthrough(context, _new_request_id))
         return root
     v1 = JSONResource()
+    # Not leaves: /v1/messages/x and /v1/messages/count_tokens/x are 404s, not aliases.
     messages = Messages(context)
     messages.isLeaf = False
-    messages.putChild(b"count_tokens", CountTokens(context))
+    count_tokens = CountTokens(context)
+    count_tokens.isLeaf = False
+    messages.putChild(b"count_tokens", count_tokens)
     v1.putChild(b"messages", messages)
     root.putChild(b"v1", v1)
     return root
