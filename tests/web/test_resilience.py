@@ -83,7 +83,7 @@ async def test_upstream_that_never_answers_times_out_with_504(harness: Any) -> N
 
 
 @pytest_twisted.ensureDeferred
-async def test_silent_upstream_gets_pings_then_timeout_event(harness: Any) -> None:
+async def test_h11_12_silent_upstream_gets_pings_then_timeout_event(harness: Any) -> None:
     """A streaming client of a silent upstream gets pings every interval, then the
     UPSTREAM_TIMEOUT ends the stream with a timeout_error event."""
     silent = Reply(chunks=[chunk({"role": "assistant", "content": ""})], hang=True)
