@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 
 import ccproxy
 from ccproxy.config import ConfigError, Settings, load_settings
+from ccproxy.logs import LOG_FILE_ENV
 
 __all__ = ["main"]
 
@@ -404,14 +405,15 @@ def _start(settings: Settings, args: argparse.Namespace) -> int:
 
     offset = logfile.stat().st_size if logfile.exists() else 0
     command = twistd_argv(
-        ["--pidfile", str(pidfile), "--logfile", str(logfile)], ccproxy_options(settings, args)
+        ["--pidfile", str(pidfile), "--logger", "ccproxy.logs.daemon_log_observer"],
+        ccproxy_options(settings, args),
     )
     deadline = time.monotonic() + START_TIMEOUT
     try:
         launch = subprocess.run(
             command,
             cwd=os.getcwd(),
-            env=child_environment(),
+            env={**child_environment(), LOG_FILE_ENV: str(logfile)},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

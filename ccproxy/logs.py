@@ -9,15 +9,28 @@ full dumps of what went in and out, with every key and Authorization value redac
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from attrs import define
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger, jsonFileLogObserver, textFileLogObserver
+from twisted.python.logfile import LogFile
 
 from ccproxy.redact import redact_headers, redact_text
 
-__all__ = ["RequestRecord", "Stats", "redact_headers", "redact_text", "debug_dump", "LOG_MODES"]
+__all__ = [
+    "RequestRecord",
+    "Stats",
+    "redact_headers",
+    "redact_text",
+    "debug_dump",
+    "daemon_log_observer",
+    "LOG_MODES",
+    "LOG_FILE_ENV",
+]
 
 _log = Logger(namespace="ccproxy")
 LOG_MODES = ("default", "simple", "debug")
@@ -105,3 +118,36 @@ def debug_dump(label: str, request_id: str, payload: Any, secrets: Iterable[str 
         text=redact_text(text, secrets),
         ccproxy_debug=True,
     )
+
+
+LOG_FILE_ENV = "CCPROXY_LOG_FILE"
+LOG_FORMAT_ENV = "CCPROXY_LOG_FORMAT"
+ROTATE_BYTES = 10_000_000
+KEEP_ROTATED = 5
+
+
+def daemon_log_observer() -> ILogObserver:
+    """The log observer for C{twistd --logger ccproxy.logs.daemon_log_observer}.
+
+    Unlike twistd's default file (1 MB pieces, kept forever), the file named by
+    C{CCPROXY_LOG_FILE} (default C{~/.claude/ccproxy.log}) rotates at 10 MB and keeps five
+    old pieces; C{SIGHUP} reopens it (for logrotate), C{SIGUSR1} rotates it now.
+    C{CCPROXY_LOG_FORMAT=json} writes one JSON event per line, for machines.
+    """
+    path = Path(os.environ.get(LOG_FILE_ENV) or Path.home() / ".claude" / "ccproxy.log")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    logfile = LogFile(path.name, str(path.parent), rotateLength=ROTATE_BYTES, maxRotatedFiles=KEEP_ROTATED)
+
+    def on_signal(action: Any) -> Any:
+        def handler(signum: int, frame: Any) -> None:
+            from twisted.internet import reactor
+
+            reactor.callFromThread(action)  # type: ignore[attr-defined]
+
+        return handler
+
+    signal.signal(signal.SIGHUP, on_signal(logfile.reopen))
+    signal.signal(signal.SIGUSR1, on_signal(logfile.rotate))
+    if os.environ.get(LOG_FORMAT_ENV) == "json":
+        return jsonFileLogObserver(logfile)  # type: ignore[arg-type]  # a LogFile is file-like
+    return textFileLogObserver(logfile)  # type: ignore[arg-type]
