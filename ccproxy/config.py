@@ -154,44 +154,26 @@ def _bool(name: str, value: str) -> bool:
     raise ConfigError(f"{name}: {value!r} is not a boolean (use true or false)")
 
 
-def _positive_float(name: str, value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise ConfigError(f"{name}: {value!r} is not a number") from None
-    if not number > 0:
-        raise ConfigError(f"{name}: must be greater than 0, got {value!r}")
-    return number
+def _number(kind: Callable[[str], T], label: str, zero_allowed: bool) -> Callable[[str, str], T]:
+    """A parser for numbers of C{kind} that must be positive (or zero, when allowed)."""
+
+    def parse(name: str, value: str) -> T:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise ConfigError(f"{name}: {value!r} is not {label}") from None
+        if not (number >= 0 if zero_allowed else number > 0):  # type: ignore[operator]
+            bound = "0 or more" if zero_allowed else "greater than 0"
+            raise ConfigError(f"{name}: must be {bound}, got {value!r}")
+        return number
+
+    return parse
 
 
-def _count(name: str, value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise ConfigError(f"{name}: {value!r} is not an integer") from None
-    if number < 0:
-        raise ConfigError(f"{name}: must be 0 or more, got {value!r}")
-    return number
-
-
-def _seconds(name: str, value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise ConfigError(f"{name}: {value!r} is not a number") from None
-    if not number >= 0:
-        raise ConfigError(f"{name}: must be 0 or more, got {value!r}")
-    return number
-
-
-def _positive_int(name: str, value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise ConfigError(f"{name}: {value!r} is not an integer") from None
-    if number <= 0:
-        raise ConfigError(f"{name}: must be greater than 0, got {value!r}")
-    return number
+_positive_float = _number(float, "a number", zero_allowed=False)
+_seconds = _number(float, "a number", zero_allowed=True)
+_positive_int = _number(int, "an integer", zero_allowed=False)
+_count = _number(int, "an integer", zero_allowed=True)
 
 
 def _provider(name: str, value: str) -> str | None:

@@ -242,19 +242,27 @@ class RawClient(Protocol):
             self.got_data.callback(None)
 
 
+async def open_stream(port: int, headers: bytes = b"", payload: bytes | None = None) -> RawClient:
+    """Post a streaming request on a raw connection; return once content is flowing."""
+    from twisted.internet import reactor
+
+    client = await ClientCreator(reactor, RawClient).connectTCP("127.0.0.1", port)
+    payload = payload if payload is not None else json.dumps(body(stream=True)).encode()
+    client.transport.write(
+        b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + headers
+        + b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload
+    )
+    await client.got_data
+    return client
+
+
 @pytest_twisted.ensureDeferred
 async def test_client_disconnect_cancels_upstream(harness: Any, reactor: Any) -> None:
     """Closing the client connection mid-stream closes the upstream connection within 100 ms."""
     slow = Reply(chunks=[chunk({"content": f"word{i} "}) for i in range(400)], interval=0.02)
     url = harness.start([slow])
     port = int(url.rsplit(":", 1)[1])
-    client = await ClientCreator(reactor, RawClient).connectTCP("127.0.0.1", port)
-    payload = json.dumps(body(stream=True)).encode()
-    client.transport.write(
-        b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload
-    )
-    await client.got_data
+    client = await open_stream(port)
     assert harness.upstream.finished_or_lost == 0
     started = reactor.seconds()
     client.transport.loseConnection()

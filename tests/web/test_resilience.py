@@ -10,12 +10,11 @@ import json
 from typing import Any
 
 import pytest_twisted
-from twisted.internet import defer, task
-from twisted.internet.protocol import ClientCreator
+from twisted.internet import task
 
 from ccproxy.grammar import check_events
 from tests.fake_upstream import Reply, chunk, text_reply
-from tests.web.test_integration import RawClient, body, post, sse_events
+from tests.web.test_integration import body, open_stream, post, sse_events
 
 
 async def wait_until(predicate: Any, seconds: float = 2.0) -> None:
@@ -130,13 +129,7 @@ async def test_stalled_client_pauses_the_upstream(harness: Any, reactor: Any) ->
     """A client that stops reading pauses the upstream; the proxy holds little in between."""
     url = harness.start([Reply(flood=True)])
     port = int(url.rsplit(":", 1)[1])
-    client = await ClientCreator(reactor, RawClient).connectTCP("127.0.0.1", port)
-    payload = json.dumps(body(stream=True)).encode()
-    client.transport.write(
-        b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload
-    )
-    await client.got_data
+    client = await open_stream(port)
     client.transport.pauseProducing()  # stop reading: the proxy's writes back up
     # Kernel socket buffers on loopback hold a few MB; once they are full the upstream
     # must be paused and stay paused.

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
 
 import pytest_twisted
 from twisted.internet import reactor, task
-from twisted.internet.protocol import ClientCreator
 
 from ccproxy.config import Settings
 from ccproxy.service import UpstreamService, build_context, site_for
 from tests.fake_upstream import Reply, chunk, start_fake_upstream
-from tests.web.test_integration import RawClient, body, sse_events
-
-
-async def start_stream(port: int) -> RawClient:
-    client = await ClientCreator(reactor, RawClient).connectTCP("127.0.0.1", port)
-    payload = json.dumps(body(stream=True)).encode()
-    client.transport.write(
-        b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload
-    )
-    await client.got_data
-    return client
+from tests.web.test_integration import open_stream
 
 
 @pytest_twisted.ensureDeferred
@@ -38,7 +24,7 @@ async def test_stop_drains_then_closes_streams_with_an_error_event() -> None:
     service.startService()
     port = reactor.listenTCP(0, site_for(context), interface="127.0.0.1")
     try:
-        client = await start_stream(port.getHost().port)
+        client = await open_stream(port.getHost().port)
         assert len(context.exchanges) == 1
         started = reactor.seconds()
         await service.stopService()
