@@ -190,8 +190,7 @@ class MessageExchange:
         """No response headers within UPSTREAM_TIMEOUT: give up on this upstream call."""
         self._deadline = None
         self._timed_out = True
-        if self._pending is not None:
-            self._pending.cancel()
+        self._cancel_pending()
 
     def _headers_arrived(self, result: Any) -> Any:
         if self._deadline is not None and self._deadline.active():
@@ -249,7 +248,9 @@ class MessageExchange:
             response.deliverBody(_Discard())
             return
         headers = _lower_headers(response)
-        if response.code != 200:
+        # A 200 HTML page is a gateway's or captive portal's error page, not a stream:
+        # report its text instead of "the stream ended unexpectedly".
+        if response.code != 200 or "text/html" in headers.get("content-type", ""):
             collector = _ErrorBody()
             collector.done.addCallback(self._upstream_error, response.code, headers)
             collector.done.addErrback(self._bug)
@@ -354,7 +355,17 @@ class MessageExchange:
             self._relay.abort(error)
             return
         self._fail(error)
-        if self._pending is not None and not self._pending.called:
+        self._cancel_pending()
+
+    def _cancel_pending(self) -> None:
+        """Abort the upstream call that has not answered yet.
+
+        Not guarded by C{called}: while a pooled connection is being obtained, the
+        Deferred counts as called (it waits on a chained one), yet C{cancel()} still
+        reaches the request and aborts its connection. C{_pending} is C{None} once the
+        response headers have arrived.
+        """
+        if self._pending is not None:
             self._pending.cancel()
 
     def _ended(self, result: Failure | None) -> None:
@@ -365,8 +376,7 @@ class MessageExchange:
         if isinstance(result, Failure):
             self._client_gone = True
             self._client.abandon()
-            if self._pending is not None and not self._pending.called:
-                self._pending.cancel()
+            self._cancel_pending()
             if self._relay is not None:
                 self._relay.cancel()
             record.outcome = "cancelled"

@@ -270,3 +270,26 @@ async def test_client_disconnect_cancels_upstream(harness: Any, reactor: Any) ->
         await task.deferLater(reactor, 0.005, lambda: None)
     assert harness.upstream.finished_or_lost == 1
     assert reactor.seconds() - started < 0.1
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_gone_before_upstream_headers_cancels_upstream(harness: Any, reactor: Any) -> None:
+    """A client that leaves while the upstream is still silent (no headers yet) must not
+    leave the upstream request running (found by the soak: it held the connection)."""
+    url = harness.start([Reply(hang=True), Reply(hang=True)])
+    port = int(url.rsplit(":", 1)[1])
+    for stream in (True, False):
+        before = harness.upstream.finished_or_lost
+        client = await ClientCreator(reactor, RawClient).connectTCP("127.0.0.1", port)
+        payload = json.dumps(body(stream=stream)).encode()
+        client.transport.write(
+            b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload
+        )
+        while len(harness.upstream.received) < (1 if stream else 2):
+            await task.deferLater(reactor, 0.01, lambda: None)
+        client.transport.loseConnection()
+        started = reactor.seconds()
+        while harness.upstream.finished_or_lost == before and reactor.seconds() - started < 2:
+            await task.deferLater(reactor, 0.01, lambda: None)
+        assert harness.upstream.finished_or_lost == before + 1, "upstream request left running"
