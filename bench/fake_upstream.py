@@ -10,11 +10,18 @@ C{POST /v1/chat/completions} is answered according to the request's C{model}:
   - C{bench-chunks-N-every-Dms}: N content chunks, one every D ms;
   - C{bench-slow-Ss}: a stream lasting S seconds, one chunk every 50 ms;
   - C{bench-slow-Ss-every-Dms}: a stream lasting S seconds, one chunk every D ms;
+  - C{bench-wait-Ss}: nothing at all for S seconds (no status line), then 10 chunks at once;
+  - C{bench-status-NNN}: HTTP status NNN with an OpenAI error JSON body (a 429 also carries
+    C{retry-after: 0}), streaming or not; the connection stays open;
   - any other model: 10 chunks at once.
 
 The headers C{x-bench-chunks} and C{x-bench-delay-ms} override the model. C{GET
 /bench/last/<model>} returns the last request body received for that model (this is how the
-benchmark gets the exact body ccproxy sends upstream, for its "direct" column). With C{"stream": true}
+benchmark gets the exact body ccproxy sends upstream, for its "direct" column). C{GET /bench/stats}
+returns the fake's own counters as JSON (L{Stats}): among them C{open_connections} (not counting
+the connection that asks), C{active_streams} (paced streams that have sent their first byte
+and neither finished nor lost their connection) and C{waiting_requests} (C{bench-wait-Ss}
+requests not yet answered, whose connection is still open). With C{"stream": true}
 the answer is SSE (chunked transfer encoding): a first chunk with the role, the content chunks,
 a finish chunk (C{finish_reason: stop}), a usage chunk (C{choices: []}) and C{data: [DONE]}.
 Otherwise it is one C{chat.completion} JSON object. Connections are kept alive.
@@ -35,11 +42,13 @@ import sys
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-__all__ = ["Shape", "shape_for", "stream_parts", "completion_body", "main"]
+__all__ = ["Shape", "Stats", "STATS", "shape_for", "stream_parts", "completion_body", "error_response", "main"]
 
 _MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]*)"')
 _STREAM = re.compile(rb'"stream"\s*:\s*true')
 _SHAPE = re.compile(r"^bench-(?:chunks-(\d+)|slow-([\d.]+)s)(?:-every-([\d.]+)ms)?$")
+_STATUS = re.compile(r"^bench-status-([1-5]\d\d)$")
+_WAIT = re.compile(r"^bench-wait-([\d.]+)s$")
 _WORDS = ("The", " relay", " flushes", " the", " parser", " before", " it", " finishes", ",", " so",
           " no", " event", " is", " lost", " when", " the", " upstream", " closes", " early", ".")
 _CREATED = 1767225600
@@ -142,6 +151,60 @@ def completion_body(model: str, chunks: int) -> bytes:
     )
 
 
+# OpenAI-style error bodies for bench-status-NNN; the messages avoid words (such as
+# "overloaded") that would change how ccproxy maps the status.
+_ERRORS = {
+    400: ("invalid_request_error", None, "The bench asked for a 400."),
+    401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided (bench)."),
+    429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests (bench)."),
+    500: ("server_error", None, "The server had an error while processing your request (bench)."),
+    502: ("server_error", None, "Bad gateway (bench)."),
+    503: ("server_error", None, "The service is unavailable right now (bench)."),
+}
+_REASONS = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests",
+            500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
+
+
+@lru_cache(maxsize=64)
+def error_response(status: int) -> bytes:
+    """A whole error response (headers included) for C{bench-status-NNN}; keeps the connection."""
+    kind, code, message = _ERRORS.get(status, ("server_error" if status >= 500 else "invalid_request_error",
+                                                None, f"The bench asked for a {status}."))
+    body = json.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}},
+                      separators=(",", ":")).encode()
+    extra = b"retry-after: 0\r\n" if status == 429 else b""
+    reason = _REASONS.get(status, "Error").encode()
+    return (b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n%sContent-Length: %d\r\n\r\n"
+            % (status, reason, extra, len(body)) + body)
+
+
+class Stats:
+    """The fake's own counters, for C{GET /bench/stats}: what the upstream side saw."""
+
+    def __init__(self) -> None:
+        self.open_connections = 0
+        self.connections_total = 0
+        self.requests = 0
+        self.error_answers = 0  # bench-status-NNN answers
+        self.json_answers = 0  # non-streaming chat.completion answers
+        self.streams_started = 0  # streaming answers, burst or paced
+        self.streams_finished = 0  # ... that were written to the end
+        self.streams_lost = 0  # paced streams whose connection closed before their end
+        self.active_streams = 0  # paced streams between their first byte and their end or loss
+        self.max_active_streams = 0
+        self.waiting_requests = 0  # bench-wait-Ss requests held, connection open
+        self.waits_lost = 0  # ... whose connection closed before the answer
+        self.max_open_connections = 0
+
+    def as_json(self, asking: int = 1) -> bytes:
+        """The counters; C{open_connections} leaves out the C{asking} connection(s)."""
+        values = dict(vars(self))
+        values["open_connections"] -= asking
+        return json.dumps(values, separators=(",", ":")).encode()
+
+
+STATS = Stats()
+
 _SSE_HEAD = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
     b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -158,14 +221,26 @@ class UpstreamProtocol(asyncio.Protocol):
         self._loop = loop
         self._buffer = bytearray()
         self._transport: asyncio.Transport | None = None
-        self._busy = False  # a paced stream is being written
+        self._busy = False  # a paced stream is being written, or an answer is held back
+        self._waiting = False  # ... the latter (bench-wait-Ss)
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        STATS.open_connections += 1
+        STATS.connections_total += 1
+        STATS.max_open_connections = max(STATS.max_open_connections, STATS.open_connections)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        STATS.open_connections -= 1
+        if self._busy and self._waiting:  # a held-back answer was never sent
+            STATS.waiting_requests -= 1
+            STATS.waits_lost += 1
+        elif self._busy:  # a paced stream was cut short
+            STATS.active_streams -= 1
+            STATS.streams_lost += 1
+        self._busy = self._waiting = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -212,6 +287,11 @@ class UpstreamProtocol(asyncio.Protocol):
         if method == "GET" and path in ("/health", "/v1/models"):
             transport.write(_HEALTH)
             return
+        if method == "GET" and path == "/bench/stats":
+            stats = STATS.as_json()
+            transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                            % (len(stats), stats))
+            return
         if method == "GET" and path.startswith("/bench/last/") and path[12:] in _LAST:
             last = _LAST[path[12:]]
             transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
@@ -224,16 +304,46 @@ class UpstreamProtocol(asyncio.Protocol):
         model = found.group(1).decode() if found else "bench"
         if model in _LAST or len(_LAST) < 64:
             _LAST[model] = body
+        STATS.requests += 1
+        status = _STATUS.match(model)
+        if status is not None:
+            STATS.error_answers += 1
+            transport.write(error_response(int(status.group(1))))
+            return
+        wait = _WAIT.match(model)
+        if wait is not None:
+            self._busy = self._waiting = True
+            STATS.waiting_requests += 1
+            self._timer = self._loop.call_later(float(wait.group(1)), self._after_wait, model, body)
+            return
+        self._write_answer(model, headers, body)
+
+    def _after_wait(self, model: str, body: bytes) -> None:
+        self._timer = None
+        self._busy = self._waiting = False
+        STATS.waiting_requests -= 1
+        self._write_answer(model, {}, body)
+        if self._buffer and not self._busy:
+            self._process()
+
+    def _write_answer(self, model: str, headers: dict[str, str], body: bytes) -> None:
+        transport = self._transport
+        assert transport is not None
         shape = shape_for(model, headers.get("x-bench-chunks"), headers.get("x-bench-delay-ms"))
         if not _STREAM.search(body):
+            STATS.json_answers += 1
             transport.write(completion_body(model, shape.chunks))
             return
+        STATS.streams_started += 1
         if shape.delay == 0:
+            STATS.streams_finished += 1
             transport.write(_burst(model, shape.chunks))
             return
         role, content, tail = stream_parts(model, shape.chunks)
         transport.write(_SSE_HEAD + role)
         self._busy = True
+        STATS.active_streams += 1
+        STATS.max_active_streams = max(STATS.max_active_streams, STATS.active_streams)
         self._pace(content, 0, tail, shape.delay)
 
     def _pace(self, content: tuple[bytes, ...], index: int, tail: bytes, delay: float) -> None:
@@ -250,6 +360,8 @@ class UpstreamProtocol(asyncio.Protocol):
             return
         transport.write(content[index] + tail)
         self._busy = False
+        STATS.active_streams -= 1
+        STATS.streams_finished += 1
         if self._buffer:
             self._process()
 

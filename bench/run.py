@@ -183,13 +183,16 @@ def proxy_command(port: int) -> list[str]:
 
 
 def spawn_proxy(port: int, upstream_port: int, tmp: Path, name: str,
-                wrapper: list[str] | None = None) -> subprocess.Popen[bytes]:
-    """Start C{twistd -n ccproxy} on C{port} (under C{wrapper}, if given); log to C{tmp/<name>.log}."""
+                wrapper: list[str] | None = None, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start C{twistd -n ccproxy} on C{port} (under C{wrapper}, if given); log to C{tmp/<name>.log}.
+
+    C{extra_env} adds ccproxy variables (such as C{UPSTREAM_RETRIES}) to its environment.
+    """
     home = tmp / "home"
     home.mkdir(exist_ok=True)
     return _spawn(
         (wrapper or []) + proxy_command(port),
-        env=proxy_environment(upstream_port, tmp), cwd=home, log=tmp / f"{name}.log",
+        env={**proxy_environment(upstream_port, tmp), **(extra_env or {})}, cwd=home, log=tmp / f"{name}.log",
     )
 
 
