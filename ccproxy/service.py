@@ -22,6 +22,7 @@ from ccproxy.routing import Router
 from ccproxy.tokens import TokenCounter
 from ccproxy.upstream import Upstream
 from ccproxy.logs import Stats
+from ccproxy.web.channel import CappedRequest, JSONChannel
 from ccproxy.web.context import Context
 from ccproxy.web.resources import build_root
 
@@ -33,8 +34,16 @@ _log = Logger()
 class QuietSite(Site):
     """A Site without the per-request access log line (it halves throughput).
 
-    ccproxy logs its own line per request instead.
+    ccproxy logs its own line per request instead. Its requests refuse bodies over
+    C{max_request_bytes} before reading them, and its channel answers malformed HTTP in
+    JSON (L{ccproxy.web.channel}).
     """
+
+    # A plain HTTP/1.1 channel, not twisted's wrapper that can switch to HTTP/2: that
+    # needs TLS, and ccproxy listens on plain TCP.
+    protocol = JSONChannel  # type: ignore[assignment]
+    requestFactory = CappedRequest
+    max_request_bytes: int | None = None
 
     def log(self, request: Any) -> None:
         pass
@@ -125,8 +134,10 @@ def build_context(settings: Settings, reactor: Any) -> Context:
 
 def site_for(context: Context) -> Site:
     """The listening Site for C{context}."""
-    site = QuietSite(build_root(context))
+    # ccproxy reads JSON only: twisted need not parse form uploads into request.args.
+    site = QuietSite(build_root(context), parsePOSTFormSubmission=False)
     site.displayTracebacks = False
+    site.max_request_bytes = context.settings.max_request_bytes
     return site
 
 

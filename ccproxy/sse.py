@@ -33,47 +33,63 @@ class SSEEvent:
 
 
 class SSEParser:
-    """Feed bytes as they arrive; get complete events back."""
+    """Feed bytes as they arrive; get complete events back.
 
-    __slots__ = ("_pending", "_data", "_event", "_size", "_max")
+    Memory and time stay linear whatever the upstream sends: an unterminated line is
+    kept as the pieces it arrived in (joined once, when it ends), and neither one line
+    nor everything between two dispatched events may exceed C{max_event_bytes} --
+    the bound on an upstream that floods without a newline, or with lines that never
+    make an event.
+    """
+
+    __slots__ = ("_pending", "_length", "_data", "_event", "_size", "_max")
 
     def __init__(self, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
-        self._pending = b""
+        self._pending: list[bytes] = []  # the unterminated line, maybe ending in "\r"
+        self._length = 0
         self._data: list[str] = []
         self._event: str | None = None
-        self._size = 0
+        self._size = 0  # bytes of lines since the last dispatched event
         self._max = max_event_bytes
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Parse C{chunk}; return the events it completes, in order.
 
-        @raise SSEError: an event or an unterminated line exceeds the size cap.
+        @raise SSEError: an unterminated line, or the lines since the last event,
+            exceed the size cap.
         """
-        data = self._pending + chunk if self._pending else chunk
+        pending = self._pending
+        if pending and b"\n" not in chunk and b"\r" not in chunk and not pending[-1].endswith(b"\r"):
+            # The line only grows: keep the piece (joining now would copy it every read).
+            pending.append(chunk)
+            self._length += len(chunk)
+            if self._length > self._max:
+                raise SSEError("SSE line exceeds the size limit")
+            return []
+        data = b"".join(pending) + chunk if pending else chunk
+        carriage = b""
         if data.endswith(b"\r"):
             # The matching \n may be in the next read: decide then.
-            data, self._pending = data[:-1], b"\r"
-        else:
-            self._pending = b""
+            data, carriage = data[:-1], b"\r"
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         lines = data.split(b"\n")
-        rest = lines.pop()
-        if rest:
-            if len(rest) > self._max:
-                raise SSEError("SSE line exceeds the size limit")
-            self._pending = rest + self._pending
+        rest = lines.pop() + carriage
+        if len(rest) > self._max:
+            raise SSEError("SSE line exceeds the size limit")
+        self._pending = [rest] if rest else []
+        self._length = len(rest)
         events: list[SSEEvent] = []
         for line in lines:
             if not line:
                 joined = "\n".join(self._data)
                 if joined:  # an empty data buffer dispatches nothing (WHATWG)
                     events.append(SSEEvent(self._event, joined))
+                    self._size = 0
                 self._data = []
                 self._event = None
-                self._size = 0
             elif line[0] == 0x3A:  # ":" comment
-                continue
+                self._grow(len(line))
             else:
                 self._field(line)
         return events
@@ -83,17 +99,23 @@ class SSEParser:
         if colon and value[:1] == b" ":
             value = value[1:]
         if name == b"data":
-            self._size += len(value)
-            if self._size > self._max:
-                raise SSEError("SSE event exceeds the size limit")
+            self._grow(len(value))
             self._data.append(value.decode("utf-8", "replace"))
-        elif name == b"event":
+            return
+        self._grow(len(line))
+        if name == b"event":
             self._event = value.decode("utf-8", "replace")
+
+    def _grow(self, size: int) -> None:
+        self._size += size
+        if self._size > self._max:
+            raise SSEError(f"no complete SSE event within {self._max} bytes")
 
     def close(self) -> list[SSEEvent]:
         """The end of the byte stream: dispatch a final event that lacked its blank line."""
         events = self.feed(b"\n\n") if (self._pending or self._data) else []
-        self._pending = b""
+        self._pending = []
+        self._length = 0
         return events
 
 

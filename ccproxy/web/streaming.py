@@ -282,7 +282,9 @@ class Relay(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         """Parse, convert and forward whatever events C{data} completes."""
-        if self._idle is not None:
+        if self._idle is not None and (self._json_body or b"\n" in data or b"\r" in data):
+            # Silence is measured in lines: bytes that never end one (an upstream that
+            # drips a line forever) are no sign of life.
             self._idle.reset(self._idle_timeout)
         if self._converter.ended:
             return

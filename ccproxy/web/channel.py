@@ -1,0 +1,133 @@
+"""The HTTP edge below the resources: request bodies and malformed HTTP.
+
+twisted.web reads a whole request body before any resource sees it (into a temporary
+file from 100 kB on), and answers what its parser rejects with a bare C{400 Bad
+Request} -- or, for a line over 16 KiB, by closing the connection without a word.
+Claude Code reads every error as Anthropic JSON, so:
+
+  - L{CappedRequest} refuses a body over C{MAX_REQUEST_BYTES} with 413
+    C{request_too_large} as soon as its C{Content-Length} (or, chunked, its running
+    size) says so, without reading it, and keeps the bodies it accepts in memory;
+  - L{JSONChannel} answers what the HTTP parser rejects with a JSON 400 (431 for
+    oversized headers), then closes the connection as twisted does.
+
+Both answer on the raw transport: at that point no request line may have been parsed,
+so the usual L{Request} machinery cannot be used.
+"""
+
+from __future__ import annotations
+
+from io import BytesIO
+from typing import Any
+
+from twisted.web.http import RESPONSES, HTTPChannel
+from twisted.web.server import Request
+
+from ccproxy import jsonio
+from ccproxy.errors import ApiError, error_payload
+from ccproxy.ids import request_id
+from ccproxy.logs import RequestRecord, log_request
+
+__all__ = ["CappedRequest", "JSONChannel", "raw_error"]
+
+_REASONS = {431: b"Request Header Fields Too Large"}
+
+
+def raw_error(error: ApiError, rid: str) -> bytes:
+    """A whole HTTP/1.1 response carrying C{error}, announcing that the connection closes."""
+    body = jsonio.dumps(error_payload(error, rid))
+    reason = _REASONS.get(error.status) or RESPONSES.get(error.status, b"Error")
+    lines = [
+        b"HTTP/1.1 %d %s" % (error.status, reason),
+        b"content-type: application/json",
+        b"content-length: %d" % len(body),
+        b"request-id: " + rid.encode(),
+        b"connection: close",
+    ]
+    lines += [f"{name}: {value}".encode("latin-1") for name, value in error.headers.items()]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def _answer_and_close(channel: HTTPChannel, error: ApiError, now: float) -> None:
+    """Send C{error} on C{channel}'s transport, log the request's line, close."""
+    rid = request_id()
+    if channel.transport is not None:
+        channel.transport.write(raw_error(error, rid))
+    log_request(RequestRecord(rid, "-", "-", False, now, error.status, "refused", ended=now, error=error.message))
+    channel.loseConnection()
+
+
+class CappedRequest(Request):
+    """A request whose body may not exceed its site's C{max_request_bytes}.
+
+    Twisted reports the declared length (L{gotLength}) once the headers are in, before
+    any body byte is read: a length over the cap is answered there and then, and the
+    connection closed, so a client that announces 10 GB costs nothing. A chunked body
+    declares no length and is counted as it arrives instead.
+    """
+
+    _refused = False
+    _received = 0
+
+    def _limit(self) -> int | None:
+        limit: int | None = getattr(self._site(), "max_request_bytes", None)
+        return limit
+
+    def _site(self) -> Any:
+        return getattr(self.channel, "site", None)
+
+    def gotLength(self, length: int | None) -> None:  # noqa: N802
+        limit = self._limit()
+        if length is not None and limit is not None and length > limit:
+            self._refuse(f"request body is {length} bytes; the limit is {limit}")
+            return
+        # Bounded by the cap, so memory: no temporary file for bodies over 100 kB.
+        self.content = BytesIO()
+
+    def handleContentChunk(self, data: bytes) -> None:  # noqa: N802
+        if self._refused:
+            return
+        self._received += len(data)
+        limit = self._limit()
+        if limit is not None and self._received > limit:
+            self._refuse(f"request body is over {limit} bytes, the limit")
+            return
+        super().handleContentChunk(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:  # noqa: N802
+        if self._refused:
+            return  # already answered; the connection is closing
+        super().requestReceived(command, path, version)
+
+    def _refuse(self, message: str) -> None:
+        self._refused = True
+        self.content = BytesIO()
+        # No "100 Continue" after the answer: the client must not send the body.
+        self.requestHeaders.removeHeader(b"expect")
+        error = ApiError(413, "request_too_large", message)
+        _answer_and_close(self.channel, error, self._site().reactor.seconds())
+
+
+class JSONChannel(HTTPChannel):
+    """An HTTP channel whose own error answers are Anthropic JSON.
+
+    Twisted calls L{_respondToBadRequestAndDisconnect} for a malformed request line or
+    header, a bad C{Content-Length} or C{Transfer-Encoding}, broken chunked encoding,
+    and too many or too large headers; L{lineLengthExceeded} for one line over
+    C{MAX_LENGTH} (16 KiB).
+    """
+
+    def _respondToBadRequestAndDisconnect(self) -> None:  # noqa: N802
+        if self._receivedHeaderSize > self.totalHeadersSize or self._receivedHeaderCount > self.maxHeaders:
+            error = ApiError(
+                431,
+                "invalid_request_error",
+                f"request headers exceed {self.maxHeaders} fields or {self.totalHeadersSize} bytes",
+            )
+        else:
+            error = ApiError(400, "invalid_request_error", "malformed HTTP request")
+        _answer_and_close(self, error, self.factory.reactor.seconds())
+
+    def lineLengthExceeded(self, line: bytes) -> None:  # noqa: N802
+        message = f"request line or header field longer than {self.MAX_LENGTH} bytes"
+        _answer_and_close(self, ApiError(431, "invalid_request_error", message), self.factory.reactor.seconds())
