@@ -17,7 +17,23 @@ from attrs import define, field, frozen
 __all__ = ["Fix", "LearnedFixes", "fix_for_error"]
 
 TOKEN_FIELDS = ("max_tokens", "max_completion_tokens")
-_DROPPABLE = ("temperature", "top_p", "stop", "reasoning_effort", "parallel_tool_calls", "stream_options", "reasoning")
+_DROPPABLE = (
+    "temperature",
+    "top_p",
+    "stop",
+    "reasoning_effort",
+    "parallel_tool_calls",
+    "stream_options",
+    "reasoning",
+    "reasoning_format",
+    "thinking",
+    "prompt_cache_key",
+    "session_id",
+)
+_REASONING_FIELDS = ("reasoning_effort", "reasoning", "reasoning_format", "thinking")
+# Ollama, for a model without thinking: '"llama3.1:8b" does not support thinking' or
+# 'think value "medium" is not supported for this model'.
+_NO_THINKING = re.compile(r"does not support thinking|think value .* is not supported", re.IGNORECASE)
 _TOKEN_WORDS = re.compile(r"max_tokens|max_completion_tokens|max_output_tokens|completion tokens|output tokens")
 _LIMIT_WORDS = re.compile(r"too large|at most|maximum|range|less than or equal|exceed|>", re.IGNORECASE)
 _CONTEXT_MINUS_INPUT = re.compile(r"(\d+)\s*>\s*(\d+)\s*-\s*(\d+)")
@@ -101,6 +117,9 @@ def _token_cap(body: dict[str, Any], message: str) -> Fix | None:
 
 
 def _unsupported_field(body: dict[str, Any], message: str, param: str | None) -> Fix | None:
+    if _NO_THINKING.search(message):
+        present = frozenset(name for name in _REASONING_FIELDS if name in body)
+        return Fix(drop=present) if present else None
     if not _UNSUPPORTED.search(message) and not param:
         return None
     lowered = message.lower()

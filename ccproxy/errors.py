@@ -111,10 +111,17 @@ _CONTEXT_MARKERS = (
 _NUMBERS = re.compile(r"(\d[\d,]*)")
 
 
+def _unwrap(decoded: Any) -> Any:
+    """Gemini's OpenAI-compatible endpoint wraps its error object in a one-item list."""
+    if isinstance(decoded, list) and len(decoded) == 1 and isinstance(decoded[0], dict):
+        return decoded[0]
+    return decoded
+
+
 def _upstream_message(body: bytes) -> tuple[str, str, str]:
     """(message, code, type) from an upstream error body, whatever its dialect."""
     try:
-        decoded = json.loads(body)
+        decoded = _unwrap(json.loads(body))
     except (ValueError, UnicodeDecodeError):
         text = body[:500].decode("utf-8", "replace").strip()
         return (text or "no error body", "", "")
@@ -138,7 +145,7 @@ def upstream_error_details(body: bytes) -> tuple[str, str | None]:
     message, _, _ = _upstream_message(body)
     param = None
     try:
-        decoded = json.loads(body)
+        decoded = _unwrap(json.loads(body))
         error = decoded.get("error") if isinstance(decoded, dict) else None
         if isinstance(error, dict) and isinstance(error.get("param"), str):
             param = error["param"]

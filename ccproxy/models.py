@@ -44,6 +44,9 @@ KNOWN_MODELS: Mapping[str, ModelInfo] = {
     "claude-": ModelInfo(64000, 200000, reasoning=True),
     "gemini-2.5": ModelInfo(65536, 1048576, reasoning=True),
     "gemini-3": ModelInfo(65536, 1048576, reasoning=True),
+    "gpt-oss": ModelInfo(65536, 131072, reasoning=True),
+    "qwen3-32b": ModelInfo(40960, 131072, reasoning=True),
+    "llama-3.3-70b": ModelInfo(32768, 131072),
     "mistral-large": ModelInfo(32768, 131072, vision=False),
     "codestral": ModelInfo(32768, 256000, vision=False),
 }

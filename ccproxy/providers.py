@@ -1,8 +1,12 @@
+# -*- test-case-name: tests.providers.test_profiles -*-
 """Provider profiles: what each OpenAI-compatible dialect needs, as data plus small hooks.
 
 A profile is chosen from the upstream base URL (or C{PROVIDER}); the pure request
-converter asks it how to shape the body. Adding a provider means adding a profile here
-and its fixtures, never a branch elsewhere (DESIGN.md).
+converter asks it how to shape the body, the stream converter what to keep for the next
+turn. Adding a provider means adding a profile here (and its fixtures under
+C{tests/fixtures/<provider>/}), never a branch elsewhere (DESIGN.md). The capability
+matrix these profiles follow is PROTOCOL.md G.9; the reasoning request shapes are in
+L{ccproxy.reasoning}, the schema rewriting in L{ccproxy.schema}.
 """
 
 from __future__ import annotations
@@ -14,81 +18,62 @@ from urllib.parse import urlsplit
 
 from attrs import frozen
 
-from ccproxy.anthropic import OutputConfig, Thinking
 from ccproxy.convert.names import ANY_ID, MISTRAL_ID, OPENAI_ID, IdRule
+from ccproxy.reasoning import (
+    ReasoningFields,
+    deepseek_reasoning,
+    gemini_reasoning,
+    groq_reasoning,
+    no_reasoning,
+    ollama_reasoning,
+    openai_reasoning,
+    openrouter_reasoning,
+)
+from ccproxy.schema import clean_schema, gemini_schema
 
-__all__ = ["Profile", "PROFILES", "profile_for", "ReasoningFields"]
+__all__ = ["Profile", "PROFILES", "profile_for", "profile_named", "ReasoningFields", "Replay"]
 
-ReasoningFields = Callable[[str, "Thinking | None", "OutputConfig | None"], dict[str, Any]]
+Replay = Literal["reasoning_content", "reasoning", "reasoning_details", "thought_signature"]
+"""How earlier reasoning goes back upstream (PROTOCOL.md H.4 replay):
+
+C{reasoning_content}/C{reasoning}: the thinking text in that assistant-message field;
+C{reasoning_details}: OpenRouter's structured array (plus the text as C{reasoning});
+C{thought_signature}: Gemini's signatures on the matching C{tool_calls} entries."""
 
 _OPENAI_REASONING = re.compile(r"^(?:openai/)?(?:gpt-5|o[1-9])", re.IGNORECASE)
-_EFFORTS = ("low", "medium", "high")
-
-
-def _bucket(budget: int) -> str:
-    """An effort level for an Anthropic thinking budget (PROTOCOL.md H.4 heuristic)."""
-    if budget < 4096:
-        return "low"
-    return "medium" if budget < 16384 else "high"
-
-
-def _effort(thinking: Thinking | None, output: OutputConfig | None) -> str | None:
-    """The effort the client asked for, clamped to low/medium/high; None = model default."""
-    if thinking is None:
-        return None
-    if thinking.type == "enabled":
-        return _bucket(thinking.budget_tokens or 0)
-    if thinking.type == "adaptive" and output is not None and output.effort:
-        return output.effort if output.effort in _EFFORTS else "high"
-    return None
-
-
-def _openai_reasoning(
-    model: str, thinking: Thinking | None, output: OutputConfig | None
-) -> dict[str, Any]:
-    if not _OPENAI_REASONING.match(model):
-        return {}  # gpt-4o and friends reject reasoning_effort
-    if thinking is not None and thinking.type == "disabled":
-        return {"reasoning_effort": "minimal"}
-    effort = _effort(thinking, output)
-    return {"reasoning_effort": effort} if effort else {}
-
-
-def _openrouter_reasoning(
-    model: str, thinking: Thinking | None, output: OutputConfig | None
-) -> dict[str, Any]:
-    if thinking is None:
-        return {}
-    if thinking.type == "disabled":
-        return {"reasoning": {"effort": "none"}}
-    if thinking.type == "enabled" and thinking.budget_tokens:
-        return {"reasoning": {"max_tokens": thinking.budget_tokens}}
-    if output is not None and output.effort:
-        return {"reasoning": {"effort": output.effort}}
-    return {"reasoning": {"enabled": True}}
-
-
-def _ollama_reasoning(
-    model: str, thinking: Thinking | None, output: OutputConfig | None
-) -> dict[str, Any]:
-    if thinking is not None and thinking.type == "disabled":
-        return {"reasoning_effort": "none"}
-    effort = _effort(thinking, output)
-    return {"reasoning_effort": effort} if effort else {}
-
-
-def _no_reasoning(
-    model: str, thinking: Thinking | None, output: OutputConfig | None
-) -> dict[str, Any]:
-    return {}
+_SESSION_UNSAFE = re.compile(r"[^\x21-\x7e]")
 
 
 def _openai_sampling(model: str) -> bool:
+    """OpenAI reasoning models reject non-default C{temperature}/C{top_p}."""
     return not _OPENAI_REASONING.match(model)
 
 
 def _always(model: str) -> bool:
     return True
+
+
+def _never(model: str) -> bool:
+    return False
+
+
+def _anthropic_model(model: str) -> bool:
+    """OpenRouter honours C{cache_control} breakpoints for Claude models."""
+    return model.lower().startswith("anthropic/")
+
+
+def _no_headers(settings: Any) -> dict[str, str]:
+    return {}
+
+
+def _openrouter_headers(settings: Any) -> dict[str, str]:
+    """OpenRouter attribution: C{HTTP-Referer} (app URL) and C{X-Title} (app name)."""
+    headers = {}
+    if settings.openrouter_app_url:
+        headers["HTTP-Referer"] = settings.openrouter_app_url
+    if settings.openrouter_app_name:
+        headers["X-Title"] = settings.openrouter_app_name
+    return headers
 
 
 @frozen
@@ -100,33 +85,62 @@ class Profile:
         messages; C{fold} moves their text into the adjacent user message.
     @ivar reasoning: request fields for the client's thinking/effort settings.
     @ivar sampling: whether a model accepts C{temperature}/C{top_p}.
-    @ivar reasoning_replay: the assistant-message field that carries earlier reasoning
-        text back upstream, if the provider wants it.
+    @ivar replay: how earlier reasoning goes back upstream (L{Replay}), if at all.
     @ivar pdf_files: whether PDFs may be sent as C{file} parts.
+    @ivar images: whether the provider reads images at all (else a text note).
     @ivar image_urls: whether remote image URLs are accepted (else a text note).
     @ivar id_rule: the provider's constraint on tool-call ids sent to it.
+    @ivar tool_choice: whether to send C{tool_choice} (Ollama ignores it).
+    @ivar parallel_tool_calls: whether to send C{parallel_tool_calls: false}.
+    @ivar stream_usage: whether to send C{stream_options.include_usage} (Mistral
+        rejects the field and always sends usage).
+    @ivar merge_roles: merge consecutive user (and assistant) messages (PROTOCOL.md H.2
+        step 6), for providers that require alternating roles.
+    @ivar user_after_tool: whether a user message may directly follow tool messages;
+        when not, its text joins the last tool message (Mistral).
+    @ivar schema: tool input schema -> function C{parameters}.
+    @ivar cache_control: whether a model gets Anthropic C{cache_control} breakpoints on
+        system and user text parts (the system prompt is then an array of parts).
+    @ivar session_field: the body field for Claude Code's session id, if any.
+    @ivar session_limit: the longest session value that field takes.
+    @ivar extra_headers: settings -> extra upstream headers.
     """
 
     name: str
     token_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     mid_system: Literal["inline", "fold"] = "fold"
-    reasoning: ReasoningFields = _no_reasoning
+    reasoning: ReasoningFields = no_reasoning
     sampling: Callable[[str], bool] = _always
-    reasoning_replay: str | None = None
+    replay: Replay | None = None
     pdf_files: bool = False
+    images: bool = True
     image_urls: bool = True
     id_rule: IdRule = ANY_ID
+    tool_choice: bool = True
+    parallel_tool_calls: bool = True
+    stream_usage: bool = True
+    merge_roles: bool = False
+    user_after_tool: bool = True
+    schema: Callable[[dict[str, Any] | None], dict[str, Any]] = clean_schema
+    cache_control: Callable[[str], bool] = _never
+    session_field: str | None = None
+    session_limit: int = 64
+    extra_headers: Callable[[Any], dict[str, str]] = _no_headers
 
     def headers(self, settings: Any) -> dict[str, str]:
         """Extra upstream headers (OpenRouter attribution)."""
-        if self.name != "openrouter":
+        return self.extra_headers(settings)
+
+    def session_fields(self, session_id: str | None) -> dict[str, Any]:
+        """The body field carrying Claude Code's session id (cache routing, stickiness).
+
+        The header value is the client's: only printable ASCII is kept, cut to the
+        field's limit.
+        """
+        if not self.session_field or not session_id:
             return {}
-        headers = {}
-        if settings.openrouter_app_url:
-            headers["HTTP-Referer"] = settings.openrouter_app_url
-        if settings.openrouter_app_name:
-            headers["X-Title"] = settings.openrouter_app_name
-        return headers
+        value = _SESSION_UNSAFE.sub("", session_id)[: self.session_limit]
+        return {self.session_field: value} if value else {}
 
 
 PROFILES: Mapping[str, Profile] = {
@@ -136,26 +150,59 @@ PROFILES: Mapping[str, Profile] = {
             "openai",
             token_field="max_completion_tokens",
             mid_system="inline",
-            reasoning=_openai_reasoning,
+            reasoning=openai_reasoning,
             sampling=_openai_sampling,
             pdf_files=True,
             id_rule=OPENAI_ID,
+            session_field="prompt_cache_key",
         ),
         Profile(
             "openrouter",
             mid_system="inline",
-            reasoning=_openrouter_reasoning,
+            reasoning=openrouter_reasoning,
             pdf_files=True,
-            reasoning_replay="reasoning",
+            replay="reasoning_details",
+            cache_control=_anthropic_model,
+            session_field="session_id",
+            session_limit=256,
+            extra_headers=_openrouter_headers,
         ),
         Profile(
             "ollama",
-            reasoning=_ollama_reasoning,
+            reasoning=ollama_reasoning,
             image_urls=False,
-            reasoning_replay="reasoning",
+            replay="reasoning",
+            tool_choice=False,
+            parallel_tool_calls=False,
         ),
-        Profile("deepseek", reasoning_replay="reasoning_content"),
-        Profile("mistral", id_rule=MISTRAL_ID),
+        Profile(
+            "deepseek",
+            reasoning=deepseek_reasoning,
+            replay="reasoning_content",
+            images=False,
+            merge_roles=True,
+        ),
+        Profile(
+            "gemini",
+            reasoning=gemini_reasoning,
+            replay="thought_signature",
+            image_urls=False,
+            parallel_tool_calls=False,
+            schema=gemini_schema,
+        ),
+        Profile(
+            "groq",
+            token_field="max_completion_tokens",
+            mid_system="inline",
+            reasoning=groq_reasoning,
+        ),
+        Profile(
+            "mistral",
+            id_rule=MISTRAL_ID,
+            stream_usage=False,
+            merge_roles=True,
+            user_after_tool=False,
+        ),
         Profile("generic"),
     )
 }
@@ -164,15 +211,22 @@ _HOSTS = (
     ("openrouter.ai", "openrouter"),
     ("api.openai.com", "openai"),
     ("api.deepseek.com", "deepseek"),
+    ("generativelanguage.googleapis.com", "gemini"),
+    ("api.groq.com", "groq"),
     ("api.mistral.ai", "mistral"),
     ("ollama", "ollama"),
 )
 
 
+def profile_named(name: str) -> Profile:
+    """The profile called C{name}; unknown names get the generic profile."""
+    return PROFILES.get(name.lower(), PROFILES["generic"])
+
+
 def profile_for(base_url: str, override: str | None = None) -> Profile:
     """The profile for an upstream base URL, or the one named by C{override}."""
     if override:
-        return PROFILES.get(override.lower(), PROFILES["generic"])
+        return profile_named(override)
     parts = urlsplit(base_url)
     host = parts.hostname or ""
     for marker, name in _HOSTS:

@@ -30,8 +30,8 @@ from ccproxy.anthropic import (
     ToolUseBlock,
 )
 from ccproxy.convert.arguments import dump_arguments
-from ccproxy.convert.carrier import decode_carrier
 from ccproxy.convert.names import ToolIdMap, ToolNameMap
+from ccproxy.convert.replay import gather_reasoning, replay_reasoning
 from ccproxy.openai import (
     ChatMessage,
     ContentPart,
@@ -50,6 +50,7 @@ NO_OUTPUT = "(no output)"
 IMAGE_BELOW = "[image attached below]"
 DOCUMENT_BELOW = "[document attached below]"
 EMPTY_CONVERSATION = "(empty message)"
+IMAGE_OMITTED = "[image omitted: this provider does not read images]"
 
 
 def _blocks(content: str | list[Block]) -> list[Block]:
@@ -66,6 +67,7 @@ class _Walk:
     model: str
     names: ToolNameMap
     ids: ToolIdMap
+    cache: bool = False
     out: list[ChatMessage] = field(factory=list)
     # upstream ids of the last assistant's tool calls still waiting for a result
     awaiting: list[str] = field(factory=list)
@@ -75,6 +77,8 @@ class _Walk:
 
     def image_part(self, block: ImageBlock) -> ContentPart:
         source = block.source
+        if not self.profile.images:
+            return TextPart(IMAGE_OMITTED)
         if source.get("type") == "base64":
             media = source.get("media_type", "image/png")
             return ImagePart({"url": f"data:{media};base64,{source.get('data', '')}"})
@@ -107,7 +111,7 @@ class _Walk:
 
     def user_parts(self, block: Block) -> list[ContentPart]:
         if isinstance(block, TextBlock):
-            return [TextPart(block.text)]
+            return [TextPart(block.text, cache_control=block.cache_control if self.cache else None)]
         if isinstance(block, ImageBlock):
             return [self.image_part(block)]
         if isinstance(block, DocumentBlock):
@@ -163,7 +167,8 @@ class _Walk:
         self.close_tool_turn()
         texts: list[str] = []
         calls: list[ToolCall] = []
-        reasoning: list[str] = []
+        client_ids: list[str] = []
+        thinking: list[ThinkingBlock] = []
         for block in _blocks(content):
             if isinstance(block, TextBlock):
                 texts.append(block.text)
@@ -171,24 +176,16 @@ class _Walk:
                 upstream_id = self.ids.to_upstream(block.id)
                 name = self.names.to_upstream(block.name)
                 calls.append(ToolCall(upstream_id, FunctionCall(name, dump_arguments(block.input))))
-            elif isinstance(block, ThinkingBlock) and self._replayable(block):
-                reasoning.append(block.thinking)
+                client_ids.append(block.id)
+            elif isinstance(block, ThinkingBlock):
+                thinking.append(block)
             # redacted thinking and server-tool artefacts have no OpenAI form
-        replay = self.profile.reasoning_replay
-        reasoning_text = "".join(reasoning) if reasoning else None
-        if replay == "reasoning_content" and calls and reasoning_text is None:
-            reasoning_text = ""  # DeepSeek insists on the field after tool calls
         if not texts and not calls:
             return  # reasoning alone makes no message: OpenAI wants content or tool calls
         message = ChatMessage("assistant", "".join(texts) or None, calls or None)
-        if replay and reasoning_text is not None:
-            message = _with_reasoning(message, replay, reasoning_text)
-        self.out.append(message)
+        reasoning = gather_reasoning(thinking, self.profile, self.model)
+        self.out.append(replay_reasoning(message, reasoning, self.profile, client_ids))
         self.awaiting = [call.id for call in calls]
-
-    def _replayable(self, block: ThinkingBlock) -> bool:
-        carrier = decode_carrier(block.signature)
-        return carrier is not None and carrier.profile == self.profile.name
 
     def user(self, content: str | list[Block]) -> None:
         blocks = _blocks(content)
@@ -257,12 +254,6 @@ def _append_text(message: ChatMessage, texts: Sequence[str]) -> ChatMessage:
     return ChatMessage("user", parts)
 
 
-def _with_reasoning(message: ChatMessage, replay_field: str, text: str) -> ChatMessage:
-    if replay_field == "reasoning_content":
-        return ChatMessage("assistant", message.content, message.tool_calls, reasoning_content=text)
-    return ChatMessage("assistant", message.content, message.tool_calls, reasoning=text)
-
-
 def convert_messages(
     messages: Iterable[Message],
     profile: Profile,
@@ -271,7 +262,7 @@ def convert_messages(
     ids: ToolIdMap,
 ) -> list[ChatMessage]:
     """Convert the conversation; see the module docstring for the rules."""
-    walk = _Walk(profile, model, names, ids)
+    walk = _Walk(profile, model, names, ids, cache=profile.cache_control(model))
     for message in messages:
         if message.role == "assistant":
             walk.assistant(message.content)

@@ -20,12 +20,14 @@ from ccproxy.anthropic import (
     ToolResultBlock,
     ToolUseBlock,
 )
+from ccproxy.convert.dialect import adjust_messages
 from ccproxy.convert.messages import convert_messages
 from ccproxy.convert.names import ToolIdMap, ToolNameMap
-from ccproxy.openai import ChatMessage, ChatRequest, ChatTool, FunctionDef
+from ccproxy.openai import ChatMessage, ChatRequest, ChatTool, ContentPart, FunctionDef, TextPart
 from ccproxy.providers import Profile
+from ccproxy.schema import clean_schema
 
-__all__ = ["Conversion", "convert_request", "system_text", "clean_schema", "BILLING_PREFIX"]
+__all__ = ["Conversion", "convert_request", "system_text", "system_parts", "clean_schema", "BILLING_PREFIX"]
 
 BILLING_PREFIX = "x-anthropic-billing-header:"
 _MAX_STOP = 4
@@ -44,29 +46,26 @@ class Conversion:
     dropped_tools: tuple[str, ...] = ()
 
 
-def system_text(system: str | list[TextBlock] | None) -> str:
-    """The top-level system prompt as one string, without the attribution line.
+def _system_blocks(system: str | list[TextBlock] | None) -> list[TextBlock]:
+    """The system prompt's blocks, without blank ones and the attribution line.
 
     Claude Code's first system block (C{x-anthropic-billing-header: …}) is billing
     metadata for Anthropic; upstream it would only cost tokens and break prompt caching.
     """
     if system is None:
-        return ""
-    if isinstance(system, str):
-        blocks = [system]
-    else:
-        blocks = [block.text for block in system]
-    kept = [text for text in blocks if text.strip() and not text.startswith(BILLING_PREFIX)]
-    return "\n\n".join(kept)
+        return []
+    blocks = [TextBlock(system)] if isinstance(system, str) else system
+    return [b for b in blocks if b.text.strip() and not b.text.startswith(BILLING_PREFIX)]
 
 
-def clean_schema(schema: dict[str, Any] | None) -> dict[str, Any]:
-    """A tool's JSON schema as function C{parameters}: no C{$schema}, always an object."""
-    cleaned = {k: v for k, v in (schema or {}).items() if k != "$schema"}
-    cleaned.setdefault("type", "object")
-    if cleaned["type"] == "object":
-        cleaned.setdefault("properties", {})
-    return cleaned
+def system_text(system: str | list[TextBlock] | None) -> str:
+    """The top-level system prompt as one string, without the attribution line."""
+    return "\n\n".join(block.text for block in _system_blocks(system))
+
+
+def system_parts(system: str | list[TextBlock] | None) -> list[ContentPart]:
+    """The top-level system prompt as text parts that keep their C{cache_control}."""
+    return [TextPart(block.text, cache_control=block.cache_control) for block in _system_blocks(system)]
 
 
 def _loaded_tools(request: MessagesRequest) -> set[str]:
@@ -85,7 +84,7 @@ def _loaded_tools(request: MessagesRequest) -> set[str]:
 
 
 def _tools(
-    tools: list[Tool], names: ToolNameMap, loaded: set[str]
+    tools: list[Tool], names: ToolNameMap, loaded: set[str], profile: Profile
 ) -> tuple[list[ChatTool], tuple[str, ...]]:
     """Function tools for the upstream, and the typed tools that have no such form.
 
@@ -106,7 +105,7 @@ def _tools(
             ChatTool(
                 FunctionDef(
                     name=names.to_upstream(tool.name),
-                    parameters=clean_schema(tool.input_schema),
+                    parameters=profile.schema(tool.input_schema),
                     description=tool.description or "",
                 )
             )
@@ -134,27 +133,36 @@ def _all_tool_names(request: MessagesRequest) -> list[str]:
     return [name for name in names if name]
 
 
-def convert_request(request: MessagesRequest, model: str, profile: Profile) -> Conversion:
+def convert_request(
+    request: MessagesRequest, model: str, profile: Profile, session_id: str | None = None
+) -> Conversion:
     """Convert C{request} for C{model} on the provider described by C{profile}.
 
-    The upstream is always streamed (with usage), even for a non-streaming client: the
-    answer is then assembled locally, which avoids upstream idle timeouts and keeps one
-    conversion path.
+    The upstream is always streamed (with usage where the provider takes
+    C{stream_options}), even for a non-streaming client: the answer is then assembled
+    locally, which avoids upstream idle timeouts and keeps one conversion path.
+
+    @param session_id: Claude Code's C{X-Claude-Code-Session-Id} header, sent in the
+        profile's session field (cache routing on OpenAI, sticky routing on OpenRouter).
     """
     names = ToolNameMap.from_names(_all_tool_names(request))
     ids = ToolIdMap(profile.id_rule)
     messages: list[ChatMessage] = []
-    system = system_text(request.system)
-    if system:
-        messages.append(ChatMessage("system", system))
+    if profile.cache_control(model):
+        parts = system_parts(request.system)
+        if parts:
+            messages.append(ChatMessage("system", parts))
+    else:
+        system = system_text(request.system)
+        if system:
+            messages.append(ChatMessage("system", system))
     messages.extend(convert_messages(request.messages, profile, model, names, ids))
+    messages = adjust_messages(messages, profile, model)
 
-    tools, dropped = _tools(request.tools, names, _loaded_tools(request))
-    fields: dict[str, Any] = {
-        "stream": True,
-        "stream_options": {"include_usage": True},
-        profile.token_field: max(1, request.max_tokens),
-    }
+    tools, dropped = _tools(request.tools, names, _loaded_tools(request), profile)
+    fields: dict[str, Any] = {"stream": True, profile.token_field: max(1, request.max_tokens)}
+    if profile.stream_usage:
+        fields["stream_options"] = {"include_usage": True}
     if profile.sampling(model):
         fields["temperature"] = request.temperature
         fields["top_p"] = request.top_p
@@ -163,12 +171,14 @@ def convert_request(request: MessagesRequest, model: str, profile: Profile) -> C
     if tools:
         fields["tools"] = tools
         choice = request.tool_choice
-        if choice is not None:
+        if choice is not None and profile.tool_choice:
             fields["tool_choice"] = _tool_choice(choice, names)
-            if choice.disable_parallel_tool_use and choice.type != "none":
-                fields["parallel_tool_calls"] = False
+        serial = choice is not None and choice.disable_parallel_tool_use and choice.type != "none"
+        if serial and profile.parallel_tool_calls:
+            fields["parallel_tool_calls"] = False
     extra = profile.reasoning(model, request.thinking, request.output_config)
     if "reasoning_effort" in extra:
         fields["reasoning_effort"] = extra.pop("reasoning_effort")
+    extra.update(profile.session_fields(session_id))
     chat = ChatRequest(model=model, messages=messages, extra=extra, **fields)
     return Conversion(chat, names, ids, dropped)

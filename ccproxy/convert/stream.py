@@ -21,6 +21,7 @@ from ccproxy.convert.carrier import Carrier, encode_carrier, text_hash
 from ccproxy.convert.names import ToolIdMap, ToolNameMap, client_tool_id
 from ccproxy.convert.outcome import anthropic_usage, estimate_tokens, stop_reason
 from ccproxy.errors import ApiError, error_payload, from_upstream
+from ccproxy.providers import profile_named
 
 __all__ = ["Event", "StreamConverter", "TRUNCATED"]
 
@@ -38,6 +39,7 @@ class _Call:
     name: str | None = None
     arguments: list[str] = field(factory=list)
     emitted: bool = False
+    signature: str | None = None
 
 
 @define
@@ -74,6 +76,10 @@ class StreamConverter:
     _finish: str | None = None
     _chars: int = 0
     _ended: bool = False
+    _keeps_signatures: bool = field(init=False, default=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._keeps_signatures = profile_named(self.profile).replay == "thought_signature"
 
     @property
     def ended(self) -> bool:
@@ -113,6 +119,9 @@ class StreamConverter:
         if error:
             return self.fail(self._stream_error(error))
         usage = chunk.get("usage")
+        groq = chunk.get("x_groq")
+        if not isinstance(usage, dict) and isinstance(groq, dict):
+            usage = groq.get("usage")  # Groq may report usage only there (PROTOCOL.md G.6)
         if isinstance(usage, dict):
             self._usage = usage
         choices = chunk.get("choices")
@@ -223,6 +232,9 @@ class StreamConverter:
             call.id = call_id
         if name and not call.name:
             call.name = name
+        signature = _thought_signature(fragment)
+        if signature and not call.signature:
+            call.signature = signature
         if isinstance(arguments, str):
             call.arguments.append(arguments)
         elif isinstance(arguments, dict):  # some servers send an object, not a string
@@ -263,13 +275,12 @@ class StreamConverter:
         for number, text in enumerate(texts):
             upstream_id = call.id if number == 0 else None
             client_id = self.ids.to_client(upstream_id) if upstream_id else None
-            block = {
-                "type": "tool_use",
-                "id": client_tool_id(client_id, self._seen_ids),
-                "name": self.names.to_client(call.name or "unknown_tool"),
-                "input": {},
-            }
+            tool_id = client_tool_id(client_id, self._seen_ids)
+            name = self.names.to_client(call.name or "unknown_tool")
+            block = {"type": "tool_use", "id": tool_id, "name": name, "input": {}}
             arguments = parse_arguments(text)
+            if number == 0 and call.signature and self._keeps_signatures:
+                self._signature_block({tool_id: call.signature}, events)
             self._open_block("tool_use", block, events)
             if arguments:
                 encoded = _dumps(arguments)
@@ -278,6 +289,23 @@ class StreamConverter:
             self._open = "tool_use"
             self._close_block(events)
             self._tool_used = True
+
+    def _signature_block(self, signatures: dict[str, str], events: list[Event]) -> None:
+        """An empty thinking block whose carrier holds Gemini thought signatures.
+
+        Gemini wants each call's signature back with the call; Claude Code keeps
+        nothing of a tool call but its id, name and input, so the signature travels in
+        a thinking block placed right before the call (PROTOCOL.md H.6 step 5).
+        """
+        self._close_block(events)
+        start = {"type": "thinking", "thinking": "", "signature": ""}
+        events.append(
+            ("content_block_start", {"type": "content_block_start", "index": self._index, "content_block": start})
+        )
+        carrier = Carrier(profile=self.profile, model=self.upstream_model, kind="gs", signatures=signatures)
+        self._delta_event({"type": "signature_delta", "signature": encode_carrier(carrier)}, events)
+        events.append(("content_block_stop", {"type": "content_block_stop", "index": self._index}))
+        self._index += 1
 
     # -- the end -----------------------------------------------------------------------
 
@@ -330,6 +358,14 @@ def _starts_new(call: _Call, call_id: str | None, name: str | None) -> bool:
     if call_id and call.id and call_id != call.id:
         return True
     return bool(name and call.name and _complete_json(call.arguments))
+
+
+def _thought_signature(fragment: dict[str, Any]) -> str | None:
+    """Gemini's C{extra_content.google.thought_signature} of a tool-call fragment."""
+    extra = fragment.get("extra_content")
+    google = extra.get("google") if isinstance(extra, dict) else None
+    signature = google.get("thought_signature") if isinstance(google, dict) else None
+    return signature if isinstance(signature, str) and signature else None
 
 
 def _merge_detail(details: list[dict[str, Any]], detail: dict[str, Any]) -> None:

@@ -691,7 +691,7 @@ CHUNKS = st.lists(st.one_of(CHOICE_CHUNK, CHOICE_CHUNK, CHOICE_CHUNK, st.builds(
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(chunks=CHUNKS, done=st.booleans(), profile=st.sampled_from(["openrouter", "deepseek"]))
+@given(chunks=CHUNKS, done=st.booleans(), profile=st.sampled_from(["openrouter", "deepseek", "gemini"]))
 def test_property_any_chunk_sequence_gives_a_valid_stream(chunks: list[Any], done: bool, profile: str) -> None:
     """Whatever plausible chunks arrive, the converter never raises and its output always passes the grammar."""
     names = ToolNameMap.from_names([MCP_NAME])

@@ -121,6 +121,33 @@ async def test_claude_code_accepts_reasoning_as_thinking(harness: Any, tmp_path:
     assert assistant[-1]["reasoning_content"] == "I should check the date first."
 
 
+@pytest_twisted.ensureDeferred
+async def test_claude_code_replays_gemini_thought_signatures(harness: Any, tmp_path: Path) -> None:
+    """A Gemini call's thought signature rides in an empty thinking block; Claude Code replays it and the
+    gemini profile puts it back on the call, as Gemini 3 requires (else its real 400)."""
+    signature = "CiwBVKhc7pT0m3b5rG9Z2xQ8yN1vL4kD7wE0sA6fJ3hU9iO2pC5nM8qR1tW4zY"
+
+    def script(body: Any) -> Reply:
+        calls = [m for m in body["messages"] if m.get("role") == "assistant" and m.get("tool_calls")]
+        if calls:
+            extra = calls[-1]["tool_calls"][0].get("extra_content") or {}
+            if extra.get("google", {}).get("thought_signature") != signature:
+                return Reply(status=400, body=[{"error": {"code": 400, "status": "INVALID_ARGUMENT", "message":
+                    "Function call is missing a thought_signature in functionCall parts."}}])
+            return text_reply("The date was printed.")
+        call = {"extra_content": {"google": {"thought_signature": signature}}, "id": "function-call-1",
+                "type": "function", "function": {"name": "Bash", "arguments": '{"command":"date"}'}}
+        return Reply(chunks=[chunk({"role": "assistant", "tool_calls": [call]}, "stop"), usage_chunk()])
+
+    url = harness.start(script, provider="gemini", opus_model="gemini-3-pro-preview",
+                        sonnet_model="gemini-3-pro-preview", haiku_model="gemini-3-flash-preview")
+    run = await deferToThread(run_claude, url, "Print the date.", str(tmp_path), timeout=120)
+    assert run.result is not None and run.result["is_error"] is False, (run.stdout, run.stderr)
+    assert run.result["result"] == "The date was printed."
+    last = harness.upstream.received[-1].body
+    assert tool_messages(last) and tool_messages(last)[0]["tool_call_id"] == "function-call-1"
+
+
 def openai_reasoning_rules(body: Any) -> Reply | None:
     """OpenAI's real 400s for what reasoning models reject; None when the body is fine."""
     if "max_tokens" in body:
