@@ -392,6 +392,25 @@ class MessageExchange:
             if record.outcome == "ok":
                 record.outcome = "error"
         log_request(record)
+        self._warn_if_truncated()
+
+    def _warn_if_truncated(self) -> None:
+        """Ollama silently drops the oldest messages when a prompt exceeds its context
+        (and its OpenAI endpoint cannot raise it). A prompt it read far shorter than the
+        one sent is that; say so, since Claude Code will otherwise lose its history."""
+        usage = self._record.usage
+        if self._context.profile.name != "ollama" or not usage:
+            return
+        read = int(usage.get("input_tokens") or 0) + int(usage.get("cache_read_input_tokens") or 0)
+        if self._input_estimate > 2048 and read < 0.6 * self._input_estimate:
+            _log.warn(
+                "request {request_id}: Ollama read {read} prompt tokens of about {sent}: its context "
+                "is smaller than the request and it dropped the oldest messages. Start Ollama with "
+                "OLLAMA_CONTEXT_LENGTH=65536 (or more) and set MODEL_LIMITS to the same window.",
+                request_id=self._record.request_id,
+                read=read,
+                sent=self._input_estimate,
+            )
 
 
 class _Discard(Protocol):
