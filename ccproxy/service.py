@@ -44,6 +44,7 @@ class QuietSite(Site):
     protocol = JSONChannel  # type: ignore[assignment]
     requestFactory = CappedRequest
     max_request_bytes: int | None = None
+    client_key: str | None = None
 
     def log(self, request: Any) -> None:
         pass
@@ -138,6 +139,7 @@ def site_for(context: Context) -> Site:
     site = QuietSite(build_root(context), parsePOSTFormSubmission=False)
     site.displayTracebacks = False
     site.max_request_bytes = context.settings.max_request_bytes
+    site.client_key = None if context.settings.passthrough_mode else context.settings.anthropic_api_key
     return site
 
 

@@ -8,6 +8,8 @@ Claude Code reads every error as Anthropic JSON, so:
   - L{CappedRequest} refuses a body over C{MAX_REQUEST_BYTES} with 413
     C{request_too_large} as soon as its C{Content-Length} (or, chunked, its running
     size) says so, without reading it, and keeps the bodies it accepts in memory;
+  - it also refuses a C{/v1/} request without the client key (when one is configured)
+    with 401 at the same moment, before reading its body;
   - L{JSONChannel} answers what the HTTP parser rejects with a JSON 400 (431 for
     oversized headers), then closes the connection as twisted does.
 
@@ -27,6 +29,7 @@ from ccproxy import jsonio
 from ccproxy.errors import ApiError, error_payload
 from ccproxy.ids import request_id
 from ccproxy.logs import RequestRecord, log_request
+from ccproxy.web.auth import UNAUTHORIZED, client_authorized
 
 __all__ = ["CappedRequest", "JSONChannel", "raw_error"]
 
@@ -77,9 +80,18 @@ class CappedRequest(Request):
         return getattr(self.channel, "site", None)
 
     def gotLength(self, length: int | None) -> None:  # noqa: N802
+        site = self._site()
+        path = getattr(self.channel, "_path", b"") or b""  # the request line, parsed already
+        if path.startswith(b"/v1/") and not client_authorized(
+            self.requestHeaders, getattr(site, "client_key", None)
+        ):
+            # The key is checked before a byte of the body is read: a stranger's request
+            # costs neither memory nor parsing.
+            self._refuse(UNAUTHORIZED)
+            return
         limit = self._limit()
         if length is not None and limit is not None and length > limit:
-            self._refuse(f"request body is {length} bytes; the limit is {limit}")
+            self._refuse(ApiError(413, "request_too_large", f"request body is {length} bytes; the limit is {limit}"))
             return
         # Bounded by the cap, so memory: no temporary file for bodies over 100 kB.
         self.content = BytesIO()
@@ -90,7 +102,7 @@ class CappedRequest(Request):
         self._received += len(data)
         limit = self._limit()
         if limit is not None and self._received > limit:
-            self._refuse(f"request body is over {limit} bytes, the limit")
+            self._refuse(ApiError(413, "request_too_large", f"request body is over {limit} bytes, the limit"))
             return
         super().handleContentChunk(data)
 
@@ -99,12 +111,11 @@ class CappedRequest(Request):
             return  # already answered; the connection is closing
         super().requestReceived(command, path, version)
 
-    def _refuse(self, message: str) -> None:
+    def _refuse(self, error: ApiError) -> None:
         self._refused = True
         self.content = BytesIO()
         # No "100 Continue" after the answer: the client must not send the body.
         self.requestHeaders.removeHeader(b"expect")
-        error = ApiError(413, "request_too_large", message)
         _answer_and_close(self.channel, error, self._site().reactor.seconds())
 
 

@@ -6,7 +6,6 @@ Anthropic shape and carries a C{request-id} header.
 
 from __future__ import annotations
 
-import hmac
 import json
 from typing import Any
 
@@ -26,6 +25,7 @@ from ccproxy import jsonio
 from ccproxy.errors import ApiError
 from ccproxy.ids import message_id, request_id
 from ccproxy.logs import RequestRecord, debug_dump, log_request
+from ccproxy.web.auth import UNAUTHORIZED, client_authorized
 from ccproxy.web.context import Context
 from ccproxy.web.errors import write_error, write_json
 from ccproxy.web.exchange import MessageExchange
@@ -167,20 +167,6 @@ class ClientRequest(JSONResource):
         super().__init__()
         self._context = context
 
-    def _authorized(self, request: Request) -> bool:
-        expected = self._context.settings.anthropic_api_key
-        if not expected:
-            return True
-        offered = request.getHeader(b"x-api-key") or b""
-        authorization = request.getHeader(b"authorization") or b""
-        if authorization[:7].lower() == b"bearer ":
-            bearer = authorization[7:].strip()
-        else:
-            bearer = b""
-        key = expected.encode()
-        # Both compared, always, in constant time.
-        return hmac.compare_digest(offered, key) | hmac.compare_digest(bearer, key)
-
     def _body(self, request: Request) -> Any:
         """The decoded JSON body. @raise ApiError: not JSON, too large or too deep."""
         _check_media_type(request)
@@ -209,8 +195,8 @@ class ClientRequest(JSONResource):
     def render_POST(self, request: Request) -> int:  # noqa: N802
         rid = _new_request_id(request)
         try:
-            if not self._authorized(request):
-                raise ApiError(401, "authentication_error", "invalid x-api-key or Authorization bearer token")
+            if not client_authorized(request.requestHeaders, self._context.settings.anthropic_api_key):
+                raise UNAUTHORIZED  # normally refused earlier, when the headers arrived
             self.handle(request, rid, self._body(request))
         except RequestError as invalid:
             self._refuse(request, rid, ApiError(400, "invalid_request_error", str(invalid)))

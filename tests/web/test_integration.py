@@ -10,6 +10,7 @@ import pytest_twisted
 import treq
 from twisted.internet import defer, task
 from twisted.internet.protocol import ClientCreator, Protocol
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.web.client import HTTPConnectionPool
 
 from ccproxy.grammar import check_events, final_message
@@ -258,18 +259,34 @@ async def open_stream(port: int, headers: bytes = b"", payload: bytes | None = N
 
 @pytest_twisted.ensureDeferred
 async def test_client_disconnect_cancels_upstream(harness: Any, reactor: Any) -> None:
-    """Closing the client connection mid-stream closes the upstream connection within 100 ms."""
-    slow = Reply(chunks=[chunk({"content": f"word{i} "}) for i in range(400)], interval=0.02)
-    url = harness.start([slow])
-    port = int(url.rsplit(":", 1)[1])
-    client = await open_stream(port)
-    assert harness.upstream.finished_or_lost == 0
-    started = reactor.seconds()
-    client.transport.loseConnection()
-    while not harness.upstream.finished_or_lost and reactor.seconds() - started < 2:
-        await task.deferLater(reactor, 0.005, lambda: None)
-    assert harness.upstream.finished_or_lost == 1
-    assert reactor.seconds() - started < 0.1
+    """Esc in Claude Code: closing the client connection mid-stream closes the upstream
+    connection within 100 ms, stops the ping timer and logs the request as cancelled."""
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        slow = Reply(chunks=[chunk({"content": f"word{i} "}) for i in range(400)], interval=0.02)
+        url = harness.start([slow], ping_interval=0.05)
+        port = int(url.rsplit(":", 1)[1])
+        client = await open_stream(port)
+        assert harness.upstream.finished_or_lost == 0
+        assert any(_is_ping_timer(call) for call in reactor.getDelayedCalls())
+        started = reactor.seconds()
+        client.transport.loseConnection()
+        while not harness.upstream.finished_or_lost and reactor.seconds() - started < 2:
+            await task.deferLater(reactor, 0.005, lambda: None)
+        assert harness.upstream.finished_or_lost == 1
+        assert reactor.seconds() - started < 0.1
+        assert not any(_is_ping_timer(call) for call in reactor.getDelayedCalls())
+        lines = [formatEvent(e) for e in events if e.get("ccproxy_request")]
+        assert len(lines) == 1 and " cancelled " in lines[0]
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+
+
+def _is_ping_timer(call: Any) -> bool:
+    """Whether a reactor DelayedCall is a ClientStream's keep-alive LoopingCall."""
+    looping = call.func  # LoopingCall schedules itself: func is the LoopingCall
+    return getattr(getattr(looping, "f", None), "__name__", "") == "_keepalive"
 
 
 @pytest_twisted.ensureDeferred
