@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["loads", "dumps"]
+__all__ = ["loads", "dumps", "deeper_than"]
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -33,3 +33,60 @@ def dumps(value: Any) -> bytes:
         return orjson.dumps(value)
     except TypeError:  # orjson.JSONEncodeError: surrogates, huge ints
         return _encode(value).encode("utf-8", "backslashreplace")
+
+
+def _walk_deeper_than(value: Any, limit: int) -> bool:
+    """Level by level, no recursion: whether C{value} nests more than C{limit} deep."""
+    level = [value] if isinstance(value, (dict, list)) else []
+    for _ in range(limit):
+        below: list[Any] = []
+        for item in level:
+            children = item.values() if isinstance(item, dict) else item
+            below.extend(child for child in children if isinstance(child, (dict, list)))
+        if not below:
+            return False
+        level = below
+    return True
+
+
+def _wrapped(value: Any, levels: int) -> Any:
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def _orjson_depth_limit() -> int | None:
+    """The most levels orjson encodes (254 today), measured once; None if unbounded."""
+    try:
+        orjson.dumps(_wrapped(0, 4096))
+        return None
+    except TypeError:
+        pass
+    low, high = 0, 4096  # low encodes, high does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        try:
+            orjson.dumps(_wrapped(0, middle))
+            low = middle
+        except TypeError:
+            high = middle
+    return low
+
+
+_ORJSON_DEPTH = _orjson_depth_limit()
+
+
+def deeper_than(value: Any, limit: int) -> bool:
+    """Whether decoded JSON nests arrays and objects more than C{limit} levels deep.
+
+    Checked in C: C{value} wrapped in just enough extra levels that orjson's own depth
+    limit is passed exactly when C{value} is deeper than C{limit}. A walk in Python
+    decides when that cannot (no such limit, or a value orjson will not encode).
+    """
+    if _ORJSON_DEPTH is None or limit >= _ORJSON_DEPTH:
+        return _walk_deeper_than(value, limit)
+    try:
+        orjson.dumps(_wrapped(value, _ORJSON_DEPTH - limit))
+        return False
+    except TypeError:
+        return _walk_deeper_than(value, limit)

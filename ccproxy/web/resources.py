@@ -140,24 +140,6 @@ def _check_media_type(request: Request) -> None:
         raise ApiError(415, "invalid_request_error", f"Content-Type must be application/json (got {shown})")
 
 
-def _deeper_than(value: Any, limit: int) -> bool:
-    """Whether decoded JSON nests arrays and objects more than C{limit} levels deep.
-
-    Deeper bodies are refused before anything recursive (validation, conversion, the
-    upstream encoder) can hit Python's recursion limit. Level by level, no recursion.
-    """
-    level = [value] if isinstance(value, (dict, list)) else []
-    for _ in range(limit):
-        below: list[Any] = []
-        for item in level:
-            children = item.values() if isinstance(item, dict) else item
-            below.extend(child for child in children if isinstance(child, (dict, list)))
-        if not below:
-            return False
-        level = below
-    return True
-
-
 class ClientRequest(JSONResource):
     """Shared checks for the C{/v1} endpoints: client key, body size, JSON."""
 
@@ -188,7 +170,7 @@ class ClientRequest(JSONResource):
             body = jsonio.loads(raw)
         except (ValueError, RecursionError) as error:
             raise ApiError(400, "invalid_request_error", f"request body is not valid JSON: {error}") from None
-        if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _deeper_than(body, MAX_JSON_DEPTH):
+        if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and jsonio.deeper_than(body, MAX_JSON_DEPTH):
             raise ApiError(400, "invalid_request_error", f"request body nests deeper than {MAX_JSON_DEPTH} levels")
         return body
 
