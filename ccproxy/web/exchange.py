@@ -107,7 +107,8 @@ class MessageExchange:
         self._body = b""
         self._attempt = 0
         self._pending: Deferred[Any] | None = None
-        self._timer: IDelayedCall | None = None
+        self._timer: IDelayedCall | None = None  # the next retry
+        self._early: IDelayedCall | None = None  # starting the stream while upstream is silent
         self._deadline: IDelayedCall | None = None
         self._fixes_tried = 0
         self._closing = False
@@ -147,7 +148,9 @@ class MessageExchange:
         if self._debug is not None:
             debug_dump("upstream request", self._record.request_id, self._body, self._debug)
         if self._client.streams:
-            self._timer = context.clock.callLater(settings.ping_interval, self._begin_early)
+            # Once per exchange, whatever the retries: the client hears something within
+            # PING_INTERVAL of its request.
+            self._early = context.clock.callLater(settings.ping_interval, self._begin_early)
         self._send()
 
     def _fit_output_budget(self, settings: Settings) -> bool:
@@ -193,8 +196,7 @@ class MessageExchange:
         self._cancel_pending()
 
     def _headers_arrived(self, result: Any) -> Any:
-        if self._deadline is not None and self._deadline.active():
-            self._deadline.cancel()
+        self._cancel(self._deadline)
         self._deadline = None
         return result
 
@@ -218,27 +220,29 @@ class MessageExchange:
             delay=delay,
         )
         self._pending = None
-        self._timer_cancel()
+        self._cancel(self._deadline)
         self._timer = self._context.clock.callLater(delay, self._retry_now)
 
     def _retry_now(self) -> None:
         self._timer = None
-        if self._client.streams and not self._client_gone:
-            interval = self._context.settings.ping_interval
-            self._timer = self._context.clock.callLater(interval, self._begin_early)
         self._send()
 
     def _begin_early(self) -> None:
         """The upstream is slow to answer: start the stream so pings can flow."""
-        self._timer = None
+        self._early = None
         if not self._client_gone:
             self._client.begin()
 
+    @staticmethod
+    def _cancel(timer: IDelayedCall | None) -> None:
+        if timer is not None and timer.active():
+            timer.cancel()
+
     def _timer_cancel(self) -> None:
-        for timer in (self._timer, self._deadline):
-            if timer is not None and timer.active():
-                timer.cancel()
-        self._timer = self._deadline = None
+        """Stop every timer of the exchange (it has an answer, or it is over)."""
+        for timer in (self._timer, self._deadline, self._early):
+            self._cancel(timer)
+        self._timer = self._deadline = self._early = None
 
     # -- outcomes ----------------------------------------------------------------------
 

@@ -152,3 +152,19 @@ async def test_stalled_client_pauses_the_upstream(harness: Any, reactor: Any) ->
             break
         await task.deferLater(reactor, 0.01, lambda: None)
     assert harness.upstream.finished_or_lost == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_retries_do_not_keep_a_streaming_client_silent(harness: Any) -> None:
+    """Back-off between retries counts toward PING_INTERVAL: the stream starts (and pings)
+    on time, after which no more retries are made and the failure is an error event."""
+    failing = [Reply(status=503, body={"error": {"message": "overloaded"}}) for _ in range(6)]
+    url = harness.start(failing, ping_interval=0.1, retry_backoff=0.08, upstream_retries=5)
+    response, raw = await post(url + "/v1/messages", body(stream=True))
+    assert response.code == 200
+    events = sse_events(raw)
+    check_events(events)
+    names = [name for name, _ in events]
+    assert names[0] == "message_start" and names[-1] == "error"
+    assert events[-1][1]["error"]["type"] == "overloaded_error"
+    assert len(harness.upstream.received) < 6
