@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 
 import ccproxy
 from ccproxy.config import ConfigError, Settings, load_settings
-from ccproxy.logs import LOG_FILE_ENV
+from ccproxy.logs import LOG_FILE_ENV, LOG_FORMAT_ENV
 
 __all__ = ["main"]
 
@@ -413,7 +413,7 @@ def _start(settings: Settings, args: argparse.Namespace) -> int:
         launch = subprocess.run(
             command,
             cwd=os.getcwd(),
-            env={**child_environment(), LOG_FILE_ENV: str(logfile)},
+            env={**child_environment(), LOG_FILE_ENV: str(logfile), LOG_FORMAT_ENV: args.log_format},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -595,10 +595,14 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("-d", "--debug", action="store_true", help="log full requests and streams, keys redacted")
     server.add_argument("-s", "--simple", action="store_true", help="log only one line per request")
 
-    commands.add_parser(
+    start = commands.add_parser(
         "start", parents=[server], help="start the daemon in the background",
         description="Start the daemon unless it runs; return once it answers.",
-    ).set_defaults(handler=cmd_start)
+    )
+    start.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="the log file's format (json: one event a line)"
+    )
+    start.set_defaults(handler=cmd_start)
     commands.add_parser("stop", help="stop the daemon", description="Stop the daemon.").set_defaults(
         handler=cmd_stop
     )

@@ -30,6 +30,7 @@ __all__ = [
     "daemon_log_observer",
     "LOG_MODES",
     "LOG_FILE_ENV",
+    "LOG_FORMAT_ENV",
 ]
 
 _log = Logger(namespace="ccproxy")
@@ -149,5 +150,5 @@ def daemon_log_observer() -> ILogObserver:
     signal.signal(signal.SIGHUP, on_signal(logfile.reopen))
     signal.signal(signal.SIGUSR1, on_signal(logfile.rotate))
     if os.environ.get(LOG_FORMAT_ENV) == "json":
-        return jsonFileLogObserver(logfile)  # type: ignore[arg-type]  # a LogFile is file-like
+        return jsonFileLogObserver(logfile, recordSeparator="")  # type: ignore[arg-type]  # JSON lines
     return textFileLogObserver(logfile)  # type: ignore[arg-type]

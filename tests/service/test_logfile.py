@@ -31,3 +31,20 @@ def test_sighup_reopens_the_log_file(service: Service) -> None:
         assert "claude-haiku-4-5 -> " not in rotated.read_text()
     finally:
         assert ccproxy("stop", env=env, cwd=service.cwd).returncode == 0
+
+
+def test_json_log_format(service: Service) -> None:
+    """ccproxy start --log-format json writes one JSON event per line."""
+    import json
+
+    port = free_port()
+    env = {**service.env, "PORT": str(port)}
+    started = ccproxy("start", "--log-format", "json", env=env, cwd=service.cwd)
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        wait_for(lambda: service.logfile.exists() and "listening on" in service.logfile.read_text(), "the start-up line")
+        lines = service.logfile.read_text().split("\n")
+        events = [json.loads(line) for line in lines if line]  # plain JSON lines, no separators
+        assert any("listening on" in event.get("log_format", "") for event in events)
+    finally:
+        assert ccproxy("stop", env=env, cwd=service.cwd).returncode == 0
