@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet.defer import DeferredList
+from twisted.logger import globalLogPublisher
 
 from ccproxy.config import Settings
 from ccproxy.service import build_site
@@ -55,6 +56,15 @@ class Harness:
         waits = [u.stop() for u in self._upstreams]
         waits += [p.stopListening() for p in self._ports]
         pytest_twisted.blockon(DeferredList([w for w in waits if w is not None]))
+
+
+@pytest.fixture
+def log_events() -> Iterator[list[dict[str, Any]]]:
+    """Every twisted.logger event emitted while the test runs, whatever its level."""
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    yield events
+    globalLogPublisher.removeObserver(events.append)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,7 +10,7 @@ import pytest_twisted
 import treq
 from twisted.internet import defer
 from twisted.internet.protocol import ClientCreator, Protocol
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import formatEvent
 from twisted.web.client import HTTPConnectionPool
 
 from tests.fake_upstream import Reply, text_reply
@@ -21,13 +20,6 @@ CLIENT_KEY = "ccproxy-client-key-7d41"
 UPSTREAM_KEY = "sk-upstream-key-93be20"
 
 
-@pytest.fixture
-def everything_logged() -> Iterator[list[dict[str, Any]]]:
-    """All log events of the test, whatever their level."""
-    events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
 
 
 class Answer(Protocol):
@@ -107,7 +99,7 @@ async def test_client_cannot_choose_the_upstream_or_its_key(harness: Any) -> Non
 @pytest.mark.parametrize("mode", ["default", "simple", "debug"])
 @pytest_twisted.ensureDeferred
 async def test_no_secret_anywhere_in_any_log_mode(
-    harness: Any, reactor: Any, everything_logged: list[dict[str, Any]], mode: str
+    harness: Any, reactor: Any, log_events: list[dict[str, Any]], mode: str
 ) -> None:
     """With both keys configured, no key shows in logs, /health, / or error bodies, even
     when the upstream echoes its key back in an error."""
@@ -129,7 +121,7 @@ async def test_no_secret_anywhere_in_any_log_mode(
     pool = HTTPConnectionPool(reactor, persistent=False)
     for path in ("/health", "/"):
         outputs.append(await (await treq.get(url + path, pool=pool)).content())
-    produced = b"\n".join(outputs).decode() + "\n".join(formatEvent(e) or "" for e in everything_logged)
+    produced = b"\n".join(outputs).decode() + "\n".join(formatEvent(e) or "" for e in log_events)
     assert "Incorrect API key provided" in produced  # the echo itself was seen ...
     for secret in (UPSTREAM_KEY, CLIENT_KEY):
         assert secret not in produced  # ... but never the key

@@ -2,41 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import pytest_twisted
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import formatEvent
 
 from tests.fake_upstream import Reply, chunk, usage_chunk
 from tests.web.test_integration import body, post
 
 
-@pytest.fixture
-def captured() -> Iterator[list[dict[str, Any]]]:
-    events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
 
 
 @pytest_twisted.ensureDeferred
-async def test_ollama_reading_far_less_than_sent_is_warned(harness: Any, captured: list[dict[str, Any]]) -> None:
+async def test_ollama_reading_far_less_than_sent_is_warned(harness: Any, log_events: list[dict[str, Any]]) -> None:
     """Ollama reports 2,048 prompt tokens for a ~10k-token prompt: the log says why and what to do."""
     truncated = Reply(chunks=[chunk({"content": "ok"}), chunk({}, "stop"), usage_chunk(prompt=2048, completion=2)])
     url = harness.start([truncated], provider="ollama")
     long = body(messages=[{"role": "user", "content": "the quick brown fox jumps over the lazy dog " * 1000}])
     response, _ = await post(url + "/v1/messages", long)
     assert response.code == 200
-    log = "\n".join(formatEvent(e) or "" for e in captured)
+    log = "\n".join(formatEvent(e) or "" for e in log_events)
     assert "OLLAMA_CONTEXT_LENGTH" in log and "read 2048 prompt tokens" in log
 
 
 @pytest_twisted.ensureDeferred
-async def test_ollama_reading_the_whole_prompt_is_quiet(harness: Any, captured: list[dict[str, Any]]) -> None:
+async def test_ollama_reading_the_whole_prompt_is_quiet(harness: Any, log_events: list[dict[str, Any]]) -> None:
     """No warning when the prompt fits."""
     url = harness.start([Reply(chunks=[chunk({"content": "ok"}), chunk({}, "stop"), usage_chunk(prompt=9000, completion=2)])], provider="ollama")
     long = body(messages=[{"role": "user", "content": "the quick brown fox jumps over the lazy dog " * 1000}])
     await post(url + "/v1/messages", long)
-    assert "OLLAMA_CONTEXT_LENGTH" not in "\n".join(formatEvent(e) or "" for e in captured)
+    assert "OLLAMA_CONTEXT_LENGTH" not in "\n".join(formatEvent(e) or "" for e in log_events)

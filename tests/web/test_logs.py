@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import pytest_twisted
 from twisted.internet.task import Clock
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import formatEvent
 
 from ccproxy.convert.names import ToolIdMap, ToolNameMap
 from ccproxy.convert.stream import StreamConverter
@@ -23,13 +21,6 @@ CLIENT_KEY = "client-key-5f3a9c"
 UPSTREAM_KEY = "sk-upstream-secret"
 
 
-@pytest.fixture
-def captured() -> Iterator[list[dict[str, Any]]]:
-    """Every log event emitted during the test."""
-    events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
 
 
 def text_of(events: list[dict[str, Any]]) -> str:
@@ -37,7 +28,7 @@ def text_of(events: list[dict[str, Any]]) -> str:
 
 
 @pytest_twisted.ensureDeferred
-async def test_debug_log_of_a_conversation_holds_no_secret(harness: Any, captured: list[dict[str, Any]]) -> None:
+async def test_debug_log_of_a_conversation_holds_no_secret(harness: Any, log_events: list[dict[str, Any]]) -> None:
     """Debug mode dumps requests, chunks and events, but never a key or Authorization."""
     url = harness.start(
         [tool_call_reply("Bash", '{"command":"ls"}', fragments=3), text_reply("done"), Reply(status=401, body={"error": {"message": "bad key " + UPSTREAM_KEY}})],
@@ -52,27 +43,27 @@ async def test_debug_log_of_a_conversation_holds_no_secret(harness: Any, capture
     refused, _ = await post(url + "/v1/messages", body(), {"x-api-key": "wrong"})
     assert (first.code, second.code, third.code, refused.code) == (200, 200, 401, 401)
     assert UPSTREAM_KEY not in raw.decode()
-    log = text_of(captured)
+    log = text_of(log_events)
     assert "client request" in log and "upstream request" in log and "client events" in log
     assert CLIENT_KEY not in log and UPSTREAM_KEY not in log
     assert "grammar violation" not in log
-    request_lines = [e for e in captured if e.get("ccproxy_request")]
+    request_lines = [e for e in log_events if e.get("ccproxy_request")]
     assert len(request_lines) == 4
 
 
 @pytest_twisted.ensureDeferred
-async def test_request_line_reports_models_status_and_tokens(harness: Any, captured: list[dict[str, Any]]) -> None:
+async def test_request_line_reports_models_status_and_tokens(harness: Any, log_events: list[dict[str, Any]]) -> None:
     """The per-request line names both models, the mode, the status and the usage."""
     url = harness.start([text_reply("hi")])
     await post(url + "/v1/messages", body(stream=True))
-    [event] = [e for e in captured if e.get("ccproxy_request")]
+    [event] = [e for e in log_events if e.get("ccproxy_request")]
     line = formatEvent(event)
     assert "claude-sonnet-4-5 -> gpt-5" in line
     assert " stream 200 " in line
     assert "in=100 out=20" in line and "ttft=" in line and "total=" in line
 
 
-def test_grammar_violation_is_logged_in_debug_mode(captured: list[dict[str, Any]]) -> None:
+def test_grammar_violation_is_logged_in_debug_mode(log_events: list[dict[str, Any]]) -> None:
     """A stream that breaks the Anthropic grammar is reported with the request id."""
 
     class Sink:
@@ -89,7 +80,7 @@ def test_grammar_violation_is_logged_in_debug_mode(captured: list[dict[str, Any]
     stream.begin()
     stream.emit([("content_block_delta", {"type": "content_block_delta", "index": 3, "delta": {"type": "text_delta", "text": "x"}})])
     stream.abandon()
-    log = text_of(captured)
+    log = text_of(log_events)
     assert "req_test" in log and "grammar violation" in log
 
 
