@@ -26,17 +26,18 @@ CONCURRENCY = int(os.environ.get("CCPROXY_SOAK_CONCURRENCY", "16"))
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_soak(tmp_path: Path) -> None:
+def test_soak(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     if not (Path(sys.executable).parent / "twistd").exists():
         pytest.skip(f"no twistd beside {sys.executable} (run with .venv/bin/python)")
     out = tmp_path / "soak.json"
     command = [sys.executable, "-m", "bench.soak", "--requests", str(REQUESTS), "--concurrency", str(CONCURRENCY),
                "--json", str(out)]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=280)
-    print(done.stdout)
     assert out.exists(), f"the soak wrote no report (exit {done.returncode}):\n{done.stdout}\n{done.stderr[-3000:]}"
     report = json.loads(out.read_text())
     summary = report["summary"]
+    with capsys.disabled():  # the figures show in every `make test` run, not only on failure
+        print(f"\n[soak] {summary}")
     kinds = report["kinds"]
     assert sum(k["sent"] for k in kinds.values()) == REQUESTS, summary
     assert report["failed"] == [], summary + "\n" + "\n".join(report["failed"])
