@@ -12,7 +12,7 @@ import attrs
 import pytest
 
 from ccproxy.config import VARIABLES
-from ccproxy.cli import find_daemon, wait_gone
+from ccproxy.daemon import find_daemon, wait_gone
 from tests.service.support import BIN, path_without
 
 

@@ -91,7 +91,7 @@ def health(port: int) -> dict[str, Any] | None:
 
 def is_alive(pid: int) -> bool:
     """Whether C{pid} runs (zombies count as gone); the same test C{ccproxy} uses."""
-    from ccproxy.cli import is_alive as alive
+    from ccproxy.daemon import is_alive as alive
 
     return alive(pid)
 

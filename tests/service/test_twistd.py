@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 
-from ccproxy.cli import process_argv
+from ccproxy.daemon import process_argv
 from tests.service.conftest import Processes, Service
 from tests.service.support import BIN, WAIT, ccproxy_command, free_port, health, run, wait_for
 
