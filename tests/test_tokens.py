@@ -1,4 +1,5 @@
-"""Tests for L{ccproxy.tokens}: the estimator, the request walk and the optional exact counter (PROTOCOL.md D.1, H.8)."""
+"""Tests for L{ccproxy.tokens} (the estimator, the request walk, the optional exact counter; PROTOCOL.md D.1, H.8)
+and L{ccproxy.media} (image and PDF costs)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ccproxy import tokens
+from ccproxy import media, tokens
 from ccproxy.tokens import TokenCounter, estimate_text_tokens
 
 
@@ -326,26 +327,26 @@ def webp(kind: bytes, width: int, height: int) -> str:
     ("data", "expected"),
     [
         (png(1000, 1000), 1334),  # ceil(1000*1000/750)
-        (png(64, 40), tokens._IMAGE_MIN_TOKENS),
-        (png(4000, 3000), tokens._IMAGE_MAX_TOKENS),  # fitted to 1568x1176 is still over the cap
+        (png(64, 40), media._IMAGE_MIN_TOKENS),
+        (png(4000, 3000), media._IMAGE_MAX_TOKENS),  # fitted to 1568x1176 is still over the cap
         (png(3136, 400), 419),  # long edge halved to 1568: 1568*200/750
         (jpeg(800, 600), 640),
         (gif(750, 100), 100),
         (webp(b"VP8X", 900, 500), 600),
         (webp(b"VP8L", 750, 300), 300),
         (webp(b"VP8 ", 750, 200), 200),
-        ("not base64 at all!", tokens._IMAGE_MAX_TOKENS),
-        (b64(b"BM unknown format" + bytes(40)), tokens._IMAGE_MAX_TOKENS),
+        ("not base64 at all!", media._IMAGE_MAX_TOKENS),
+        (b64(b"BM unknown format" + bytes(40)), media._IMAGE_MAX_TOKENS),
     ],
 )
 def test_image_tokens_from_header(data: str, expected: int) -> None:
     """Base64 images cost width*height/750 from their header (Anthropic's rule), within [85, 1600]."""
-    assert tokens._image_tokens({"type": "base64", "media_type": "image/png", "data": data}) == expected
+    assert media.image_tokens({"type": "base64", "media_type": "image/png", "data": data}) == expected
 
 
 def test_image_url_costs_the_maximum() -> None:
     """An image we cannot measure counts as the largest image."""
-    assert tokens._image_tokens({"type": "url", "url": "https://example.com/a.png"}) == tokens._IMAGE_MAX_TOKENS
+    assert media.image_tokens({"type": "url", "url": "https://example.com/a.png"}) == media._IMAGE_MAX_TOKENS
 
 
 def test_image_in_request_adds_fixed_tokens() -> None:
@@ -361,9 +362,9 @@ def test_image_in_request_adds_fixed_tokens() -> None:
 def test_pdf_pages() -> None:
     """Base64 PDFs cost a fixed amount per page object; unreadable ones fall back to their size."""
     pages = b"<< /Type /Pages /Count 3 >>" + b"<< /Type /Page >>" * 2 + b"<</Type/Page>>"
-    assert tokens._pdf_pages(b64(b"%PDF-1.7\n" + pages)) == 3
-    assert tokens._pdf_pages(b64(b"%PDF-1.7 compressed object streams" + bytes(350_000))) == 3
-    assert tokens._pdf_pages(None) == 1
+    assert media.pdf_pages(b64(b"%PDF-1.7\n" + pages)) == 3
+    assert media.pdf_pages(b64(b"%PDF-1.7 compressed object streams" + bytes(350_000))) == 3
+    assert media.pdf_pages(None) == 1
 
 
 # TokenCounter and the module-level function

@@ -42,7 +42,8 @@ from ccproxy.openai import to_dict
 from ccproxy.redact import redact_text
 from ccproxy.web.context import Context
 from ccproxy.web.errors import write_error
-from ccproxy.web.streaming import ClientStream, MessageSink, Relay, Sink, SSESink
+from ccproxy.web.sinks import MessageSink, Sink, SSESink
+from ccproxy.web.streaming import ClientStream, Relay
 
 __all__ = ["MessageExchange", "MAX_ERROR_BODY", "RETRY_STATUSES"]
 

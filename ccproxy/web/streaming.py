@@ -1,8 +1,8 @@
 """The client side of an exchange and the relay that feeds it from the upstream.
 
-L{ClientStream} owns what the client sees: the stream converter, a sink (L{SSESink}
-writes each batch of events at once, L{MessageSink} assembles one JSON message), the
-keep-alive pings and the request's log record. L{Relay} is the upstream body protocol
+L{ClientStream} owns what the client sees: the stream converter, a sink (see
+L{ccproxy.web.sinks}: SSE events as they come, or one JSON message), the keep-alive
+pings and the request's log record. L{Relay} is the upstream body protocol
 and, at the same time, the client connection's push producer: when the client cannot
 keep up, twisted.web pauses the relay, which pauses the upstream socket, so
 back-pressure reaches the provider; when the client goes away, the upstream connection
@@ -11,8 +11,7 @@ is closed at once.
 
 from __future__ import annotations
 
-import json
-from typing import Any, Protocol as TypingProtocol
+from typing import Any
 
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IDelayedCall, IPushProducer
@@ -26,97 +25,16 @@ from zope.interface import implementer
 from ccproxy import jsonio
 from ccproxy.convert.response import completion_to_chunk
 from ccproxy.convert.stream import Event, StreamConverter
-from ccproxy.errors import ERROR_TYPES, ApiError
-from ccproxy.grammar import GrammarError, StreamErrorEvent, StreamGrammar, final_message
+from ccproxy.errors import ApiError
+from ccproxy.grammar import GrammarError, StreamGrammar
 from ccproxy.logs import RequestRecord, debug_dump
-from ccproxy.sse import SSEError, SSEParser, encode_event
-from ccproxy.web.errors import write_error, write_json
+from ccproxy.sse import SSEError, SSEParser
+from ccproxy.web.sinks import Sink
 
-__all__ = ["ClientStream", "Relay", "Sink", "SSESink", "MessageSink", "MAX_JSON_BODY"]
+__all__ = ["ClientStream", "Relay", "MAX_JSON_BODY"]
 
 _log = Logger()
 MAX_JSON_BODY = 64 * 1024 * 1024
-_STATUS_FOR_TYPE = {kind: status for status, kind in ERROR_TYPES.items() if status != 405}
-_PING = encode_event("ping", {"type": "ping"})
-
-
-class Sink(TypingProtocol):
-    """Where converted events go."""
-
-    streams: bool
-
-    def begin(self) -> None:
-        """The response starts (status and headers)."""
-
-    def events(self, events: list[Event]) -> None:
-        """Deliver converted events, in order."""
-
-    def ping(self) -> None:
-        """Keep an idle client connection alive."""
-
-    def end(self) -> None:
-        """Finish the client response."""
-
-
-class SSESink:
-    """Streams events to the client as SSE, one write per batch, never held back."""
-
-    streams = True
-
-    def __init__(self, request: Request, request_id: str) -> None:
-        self._request = request
-        self._request_id = request_id
-
-    def begin(self) -> None:
-        request = self._request
-        request.setResponseCode(200)
-        request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
-        request.setHeader(b"cache-control", b"no-cache")
-        request.setHeader(b"x-accel-buffering", b"no")
-
-    def events(self, events: list[Event]) -> None:
-        self._request.write(b"".join([encode_event(name, payload) for name, payload in events]))
-
-    def ping(self) -> None:
-        self._request.write(_PING)
-
-    def end(self) -> None:
-        self._request.finish()
-
-
-class MessageSink:
-    """Collects events and answers with one JSON message (or the error they ended in)."""
-
-    streams = False
-
-    def __init__(self, request: Request, request_id: str) -> None:
-        self._request = request
-        self._request_id = request_id
-        self._events: list[Event] = []
-
-    def begin(self) -> None:
-        pass
-
-    def events(self, events: list[Event]) -> None:
-        self._events.extend(events)
-
-    def ping(self) -> None:
-        pass
-
-    def end(self) -> None:
-        try:
-            message = final_message(self._events)
-        except StreamErrorEvent as failed:
-            kind = str(failed.error.get("type", "api_error"))
-            error = ApiError(_STATUS_FOR_TYPE.get(kind, 500), kind, str(failed.error.get("message", "")))
-            write_error(self._request, error, self._request_id)
-            return
-        except GrammarError as wrong:
-            _log.error("converted stream broke the grammar: {error}", error=str(wrong))
-            error = ApiError(500, "api_error", "ccproxy produced an invalid message; see its log")
-            write_error(self._request, error, self._request_id)
-            return
-        write_json(self._request, 200, message)
 
 
 class ClientStream:
