@@ -12,7 +12,7 @@ TEST_EXTRAS := [test,tokenizer]
 
 include mk/e2e.mk
 
-.PHONY: run test typecheck bench clean
+.PHONY: run test typecheck lint bench clean
 
 run: $(INSTALLED_RUN)
 	$(BIN)/twistd -n --pidfile= ccproxy
@@ -22,6 +22,9 @@ test: $(INSTALLED_TEST) $(CLAUDE_BIN)
 
 typecheck: $(INSTALLED_TEST)
 	$(BIN)/mypy
+
+lint: $(INSTALLED_TEST)
+	$(BIN)/ruff check ccproxy tests bench
 
 bench: $(INSTALLED_TEST)
 	$(BIN)/python -m bench.run

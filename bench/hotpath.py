@@ -67,9 +67,14 @@ def _imports(top: int, out: Path | None) -> int:
     """Start the daemon with import timing; print the costliest imports of a warm start."""
     import os
     import re
-    import subprocess
 
-    from bench.run import _free_port, _stop, proxy_environment, spawn_proxy, start_fake_upstream, wait_healthy
+    from bench.run import (
+        _free_port,
+        _stop,
+        spawn_proxy,
+        start_fake_upstream,
+        wait_healthy,
+    )
 
     tmp = out or Path(tempfile.mkdtemp(prefix="ccproxy-imports-"))
     tmp.mkdir(parents=True, exist_ok=True)

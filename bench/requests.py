@@ -350,7 +350,7 @@ def _code(functions: int) -> str:
             f'    """Handle one {name} step ({i}) and return the events it completes."""',
             "    events: list[str] = []",
             "    buffered = state.setdefault(\"pending\", b\"\") + chunk",
-            f"    if len(buffered) > limit:",
+            "    if len(buffered) > limit:",
             f"        raise ValueError(\"{name} step {i}: event exceeds {{limit}} bytes\")",
             "    for line in buffered.split(b\"\\n\"):",
             "        if line.startswith(b\"data: \"):",

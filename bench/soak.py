@@ -62,10 +62,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.client import Connection, Result, cpu_seconds, fetch, open_fds, percentile, rss_bytes
+from bench.client import (
+    Connection,
+    Result,
+    cpu_seconds,
+    fetch,
+    open_fds,
+    percentile,
+    rss_bytes,
+)
 from bench.fake_upstream import _WORDS
 from bench.requests import ANTHROPIC_HEADERS, anthropic_body
-from bench.run import REPO, _free_port, _raise_fd_limit, _stop, spawn_proxy, start_fake_upstream, wait_healthy
+from bench.run import (
+    REPO,
+    _free_port,
+    _raise_fd_limit,
+    _stop,
+    spawn_proxy,
+    start_fake_upstream,
+    wait_healthy,
+)
 
 __all__ = ["Soak", "run_soak", "summary_line", "main", "MIX", "RSS_GROWTH_LIMIT", "FD_TOLERANCE"]
 

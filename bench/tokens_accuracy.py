@@ -22,7 +22,6 @@ from typing import Any
 
 from ccproxy.tokens import TokenCounter
 
-
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "tokens"
 
 

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from typing import Any, Literal, Union
 
 import cattrs
+from attrs import field, frozen, has
 from cattrs.cols import is_sequence, list_structure_factory
 from cattrs.gen import make_dict_structure_fn
 from cattrs.v import format_exception
-from attrs import field, frozen, has
 
 __all__ = [
     "RequestError",

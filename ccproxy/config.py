@@ -263,10 +263,10 @@ def load_settings(
     merged = _merged_sources(os.environ if environ is None else environ, files, env_file)
     merged.update(overrides or {})
     values: dict[str, object] = {}
-    for name, (field, parse) in _VARIABLES.items():
+    for name, (attribute, parse) in _VARIABLES.items():
         raw = merged.get(name)
         if raw is not None:
-            values[field] = parse(name, raw)
+            values[attribute] = parse(name, raw)
     settings = Settings(**values)  # type: ignore[arg-type]
     if not settings.listens_on_loopback and not settings.anthropic_api_key and not settings.insecure_no_auth:
         raise ConfigError(

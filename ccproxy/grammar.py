@@ -19,7 +19,6 @@ from typing import Any, Literal, NoReturn, TypeGuard
 
 from attrs import define, field
 
-
 __all__ = ["STOP_REASONS", "GrammarError", "StreamErrorEvent", "StreamGrammar", "check_events", "final_message"]
 
 STOP_REASONS = frozenset(

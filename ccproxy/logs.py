@@ -16,7 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from attrs import define
-from twisted.logger import ILogObserver, Logger, jsonFileLogObserver, textFileLogObserver
+from twisted.logger import (
+    ILogObserver,
+    Logger,
+    jsonFileLogObserver,
+    textFileLogObserver,
+)
 from twisted.python.logfile import LogFile
 
 from ccproxy.redact import redact_headers, redact_text

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any, Literal, Union
 
 import cattrs
-from cattrs.gen import make_dict_unstructure_fn, override
 from attrs import field, frozen
+from cattrs.gen import make_dict_unstructure_fn, override
 
 from ccproxy import jsonio
 

@@ -17,11 +17,11 @@ from twisted.web.server import Site
 
 import ccproxy
 from ccproxy.config import Settings
+from ccproxy.logs import Stats
 from ccproxy.providers import profile_for
 from ccproxy.routing import Router
 from ccproxy.tokens import TokenCounter
 from ccproxy.upstream import Upstream
-from ccproxy.logs import Stats
 from ccproxy.web.channel import CappedRequest, JSONChannel
 from ccproxy.web.context import Context
 from ccproxy.web.resources import build_root

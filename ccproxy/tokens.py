@@ -26,7 +26,6 @@ import attrs
 from ccproxy import jsonio
 from ccproxy.media import PDF_PAGE_TOKENS, image_tokens, pdf_pages
 
-
 __all__ = ["TokenCounter", "estimate_text_tokens"]
 
 

@@ -13,7 +13,6 @@ from typing import Any
 from attrs import define, field
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IReactorTime
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IResponse
 

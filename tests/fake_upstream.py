@@ -14,9 +14,9 @@ from typing import Any, Union
 from attrs import define, field
 from twisted.internet import reactor
 from twisted.internet.interfaces import IPushProducer
-from zope.interface import implementer
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
+from zope.interface import implementer
 
 
 @define

@@ -7,8 +7,13 @@ from typing import Any
 
 import pytest
 
-from ccproxy.grammar import GrammarError, StreamErrorEvent, StreamGrammar, check_events, final_message
-
+from ccproxy.grammar import (
+    GrammarError,
+    StreamErrorEvent,
+    StreamGrammar,
+    check_events,
+    final_message,
+)
 
 Event = tuple[str, dict[str, Any]]
 

@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from ccproxy import media, tokens
 from ccproxy.tokens import TokenCounter, estimate_text_tokens
 
-
 CORPUS = sorted((Path(__file__).parent / "fixtures" / "tokens").glob("*.json"))
 # Measured worst case on the corpus is 6.2% (json__tool_io); see bench/tokens_accuracy.py.
 TOLERANCE = 0.10

@@ -14,7 +14,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-
 __all__ = ["dump_arguments", "parse_arguments", "split_concatenated"]
 
 RAW_KEY = "_raw_arguments"

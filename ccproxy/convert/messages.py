@@ -21,7 +21,6 @@ from ccproxy.anthropic import (
     DocumentBlock,
     ImageBlock,
     Message,
-    RedactedThinkingBlock,
     SearchResultBlock,
     TextBlock,
     ThinkingBlock,

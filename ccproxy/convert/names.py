@@ -20,7 +20,6 @@ from typing import Protocol
 
 from attrs import define, field, frozen, validators
 
-
 __all__ = [
     "ANY_ID",
     "MISTRAL_ID",

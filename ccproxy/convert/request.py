@@ -23,7 +23,14 @@ from ccproxy.anthropic import (
 from ccproxy.convert.dialect import adjust_messages
 from ccproxy.convert.messages import convert_messages
 from ccproxy.convert.names import ToolIdMap, ToolNameMap
-from ccproxy.openai import ChatMessage, ChatRequest, ChatTool, ContentPart, FunctionDef, TextPart
+from ccproxy.openai import (
+    ChatMessage,
+    ChatRequest,
+    ChatTool,
+    ContentPart,
+    FunctionDef,
+    TextPart,
+)
 from ccproxy.providers import Profile
 from ccproxy.schema import clean_schema
 

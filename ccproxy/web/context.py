@@ -7,7 +7,6 @@ from typing import Any
 from attrs import field, frozen
 
 from ccproxy.adapt import LearnedFixes
-
 from ccproxy.config import Settings
 from ccproxy.logs import Stats
 from ccproxy.providers import Profile

@@ -20,66 +20,46 @@ import random
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ConnectError, ConnectionDone, ConnectionLost
+from twisted.internet.error import ConnectError, ConnectionLost
 from twisted.internet.interfaces import IDelayedCall
-from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web._newclient import RequestNotSent, RequestTransmissionFailed, ResponseNeverReceived
+from twisted.web._newclient import (
+    RequestNotSent,
+    RequestTransmissionFailed,
+    ResponseNeverReceived,
+)
 from twisted.web.iweb import IResponse
 from twisted.web.server import Request
 
-from ccproxy.convert.request import Conversion
-from ccproxy.convert.stream import StreamConverter
 from ccproxy import jsonio
 from ccproxy.adapt import TOKEN_FIELDS, fix_for_error
 from ccproxy.config import Settings
-from ccproxy.errors import ApiError, from_upstream, retry_after_seconds, upstream_error_details
+from ccproxy.convert.request import Conversion
+from ccproxy.convert.stream import StreamConverter
+from ccproxy.errors import (
+    ApiError,
+    from_upstream,
+    retry_after_seconds,
+    upstream_error_details,
+)
 from ccproxy.ids import message_id
 from ccproxy.logs import RequestRecord, debug_dump, log_request
 from ccproxy.models import budget_output, model_info
 from ccproxy.openai import to_dict
 from ccproxy.redact import redact_text
+from ccproxy.web.bodies import Discard, ErrorBody, lower_headers
 from ccproxy.web.context import Context
 from ccproxy.web.errors import write_error
 from ccproxy.web.sinks import MessageSink, Sink, SSESink
 from ccproxy.web.streaming import ClientStream, Relay
 
-__all__ = ["MessageExchange", "MAX_ERROR_BODY", "RETRY_STATUSES"]
+__all__ = ["MessageExchange", "RETRY_STATUSES"]
 
 _log = Logger()
-MAX_ERROR_BODY = 256 * 1024
 RETRY_STATUSES = frozenset({502, 503, 529})
 MAX_FIXES = 2
 _RETRY_FAILURES = (ConnectError, ConnectionLost, ResponseNeverReceived, RequestNotSent, RequestTransmissionFailed)
-
-
-def _lower_headers(response: IResponse) -> dict[str, str]:
-    return {
-        name.decode("latin-1").lower(): values[-1].decode("latin-1")
-        for name, values in response.headers.getAllRawHeaders()
-        if values
-    }
-
-
-class _ErrorBody(Protocol):
-    """Reads an upstream error body, keeping at most L{MAX_ERROR_BODY} bytes."""
-
-    def __init__(self) -> None:
-        self.done: Deferred[bytes] = Deferred()
-        self._parts: list[bytes] = []
-        self._size = 0
-
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802
-        if self._size < MAX_ERROR_BODY:
-            self._parts.append(data[: MAX_ERROR_BODY - self._size])
-        self._size += len(data)
-        if self._size >= MAX_ERROR_BODY:
-            self.transport.stopProducing()  # type: ignore[union-attr]
-
-    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:  # noqa: N802
-        if not self.done.called:
-            self.done.callback(b"".join(self._parts))
 
 
 class MessageExchange:
@@ -250,13 +230,13 @@ class MessageExchange:
     def _response(self, response: IResponse) -> None:
         self._pending = None
         if self._client_gone or self._closing:
-            response.deliverBody(_Discard())
+            response.deliverBody(Discard())
             return
-        headers = _lower_headers(response)
+        headers = lower_headers(response)
         # A 200 HTML page is a gateway's or captive portal's error page, not a stream:
         # report its text instead of "the stream ended unexpectedly".
         if response.code != 200 or "text/html" in headers.get("content-type", ""):
-            collector = _ErrorBody()
+            collector = ErrorBody()
             collector.done.addCallback(self._upstream_error, response.code, headers)
             collector.done.addErrback(self._bug)
             response.deliverBody(collector)
@@ -416,10 +396,3 @@ class MessageExchange:
                 read=read,
                 sent=self._input_estimate,
             )
-
-
-class _Discard(Protocol):
-    """A body protocol that throws the body away (the client already left)."""
-
-    def connectionMade(self) -> None:  # noqa: N802
-        self.transport.stopProducing()  # type: ignore[union-attr]

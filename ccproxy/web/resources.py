@@ -6,7 +6,6 @@ Anthropic shape and carries a C{request-id} header.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from twisted.logger import Logger
@@ -14,6 +13,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 import ccproxy
+from ccproxy import jsonio
 from ccproxy.anthropic import (
     MessagesRequest,
     RequestError,
@@ -21,7 +21,6 @@ from ccproxy.anthropic import (
     parse_messages_request,
 )
 from ccproxy.convert.request import convert_request
-from ccproxy import jsonio
 from ccproxy.errors import ApiError
 from ccproxy.ids import message_id, request_id
 from ccproxy.logs import RequestRecord, debug_dump, log_request

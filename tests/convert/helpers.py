@@ -18,7 +18,6 @@ from ccproxy.openai import ChatMessage
 from ccproxy.providers import PROFILES
 from ccproxy.sse import SSEError, SSEParser
 
-
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 CLIENT_MODEL = "claude-opus-5-5"
 MESSAGE_ID = "msg_01TestStreamConverter0001"

@@ -9,8 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ccproxy.convert.arguments import dump_arguments, parse_arguments, split_concatenated
-
+from ccproxy.convert.arguments import (
+    dump_arguments,
+    parse_arguments,
+    split_concatenated,
+)
 
 FINITE = st.floats(allow_nan=False, allow_infinity=False)
 JSON_VALUES = st.recursive(

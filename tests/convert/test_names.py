@@ -23,7 +23,6 @@ from ccproxy.convert.names import (
     upstream_tool_name,
 )
 
-
 SAFE = re.compile(r"[a-zA-Z0-9_-]+")
 MCP_NAME = "mcp__claude_ai_Atlassian_Cloud__getConfluencePageDescendantsWithFullHierarchy"
 

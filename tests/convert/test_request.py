@@ -19,11 +19,23 @@ from ccproxy.anthropic import RequestError, parse_messages_request
 from ccproxy.convert.carrier import Carrier, encode_carrier
 from ccproxy.convert.messages import EMPTY_CONVERSATION, INTERRUPTED, NO_OUTPUT
 from ccproxy.convert.names import upstream_tool_name
-from ccproxy.convert.request import BILLING_PREFIX, clean_schema, convert_request, system_text
-from ccproxy.openai import ChatMessage, ChatRequest, FilePart, ImagePart, TextPart, to_dict, to_json
+from ccproxy.convert.request import (
+    BILLING_PREFIX,
+    clean_schema,
+    convert_request,
+    system_text,
+)
+from ccproxy.openai import (
+    ChatMessage,
+    ChatRequest,
+    FilePart,
+    ImagePart,
+    TextPart,
+    to_dict,
+    to_json,
+)
 from ccproxy.providers import PROFILES
 from tests.convert.helpers import anthropic_body, assert_openai_valid, convert
-
 
 FIXTURES = [
     "cc_first_turn.json",

@@ -22,7 +22,6 @@ from tests.convert.helpers import (
     upstream_json,
 )
 
-
 PAIRS = ["openai_text", "openai_parallel_tools", "openrouter_reasoning_tool", "deepseek_reasoning", "ollama_tool_calls",
          "gemini_indexless_tools", "vllm_gateway_length"]
 

@@ -14,7 +14,12 @@ import pytest
 from anthropic.lib.streaming._messages import accumulate_event
 
 from ccproxy.grammar import final_message
-from tests.convert.helpers import run_completion, run_stream, upstream_bytes, upstream_json
+from tests.convert.helpers import (
+    run_completion,
+    run_stream,
+    upstream_bytes,
+    upstream_json,
+)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "openai"
 STREAMS = sorted(p.stem for p in FIXTURES.glob("*.sse"))

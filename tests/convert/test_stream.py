@@ -21,8 +21,13 @@ from ccproxy.convert.carrier import Carrier, decode_carrier, text_hash
 from ccproxy.convert.names import MISTRAL_ID, ToolIdMap, ToolNameMap, upstream_tool_name
 from ccproxy.convert.stream import TRUNCATED, Event, StreamConverter
 from ccproxy.grammar import StreamErrorEvent, check_events, final_message
-from tests.convert.helpers import CLIENT_MODEL, MESSAGE_ID, make_converter, run_stream, upstream_bytes
-
+from tests.convert.helpers import (
+    CLIENT_MODEL,
+    MESSAGE_ID,
+    make_converter,
+    run_stream,
+    upstream_bytes,
+)
 
 MCP_NAME = "mcp__claude_ai_Atlassian_Cloud__getConfluencePageDescendantsWithFullHierarchy"
 

@@ -24,8 +24,17 @@ from twisted.internet import defer, task
 
 from ccproxy.grammar import check_events
 from ccproxy.sse import SSEParser
-from tests.fake_upstream import Reply, chunk as oai_chunk
-from tests.hardening.faulty import SSE_HEAD, Fault, FaultyUpstream, Flood, UpstreamConnection, chunk, listen
+from tests.fake_upstream import Reply
+from tests.fake_upstream import chunk as oai_chunk
+from tests.hardening.faulty import (
+    SSE_HEAD,
+    Fault,
+    FaultyUpstream,
+    Flood,
+    UpstreamConnection,
+    chunk,
+    listen,
+)
 from tests.hardening.wire import Response, http_request, pipeline
 
 TIMEOUT = 0.5

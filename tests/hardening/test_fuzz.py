@@ -31,7 +31,14 @@ from twisted.internet.protocol import ClientCreator
 from ccproxy.errors import ERROR_TYPES
 from tests.fake_upstream import Reply, text_reply
 from tests.hardening import cases
-from tests.hardening.wire import Case, Pipeline, Response, http_request, pipeline, run_cases
+from tests.hardening.wire import (
+    Case,
+    Pipeline,
+    Response,
+    http_request,
+    pipeline,
+    run_cases,
+)
 
 CAP = 64 * 1024
 MESSAGES = "/v1/messages"

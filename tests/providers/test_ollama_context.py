@@ -11,8 +11,6 @@ from tests.fake_upstream import Reply, chunk, usage_chunk
 from tests.web.test_integration import body, post
 
 
-
-
 @pytest_twisted.ensureDeferred
 async def test_ollama_reading_far_less_than_sent_is_warned(harness: Any, log_events: list[dict[str, Any]]) -> None:
     """Ollama reports 2,048 prompt tokens for a ~10k-token prompt: the log says why and what to do."""

@@ -19,7 +19,12 @@ from ccproxy.adapt import fix_for_error
 from ccproxy.anthropic import OutputConfig, Thinking, parse_messages_request
 from ccproxy.config import load_settings
 from ccproxy.convert.carrier import Carrier, encode_carrier
-from ccproxy.convert.dialect import BRIDGE, bridge_tool_results, cap_cache_breakpoints, merge_roles
+from ccproxy.convert.dialect import (
+    BRIDGE,
+    bridge_tool_results,
+    cap_cache_breakpoints,
+    merge_roles,
+)
 from ccproxy.convert.replay import SIGNATURE_BYPASS
 from ccproxy.convert.request import convert_request
 from ccproxy.errors import from_upstream
@@ -34,7 +39,15 @@ from ccproxy.reasoning import (
     openrouter_reasoning,
 )
 from ccproxy.schema import gemini_schema
-from tests.providers.dialects import BASH_ID, DIALECTS, FIXTURES, GEMINI_SIGNATURE, READ_ID, SESSION, THINKING
+from tests.providers.dialects import (
+    BASH_ID,
+    DIALECTS,
+    FIXTURES,
+    GEMINI_SIGNATURE,
+    READ_ID,
+    SESSION,
+    THINKING,
+)
 
 
 def claude_code_turn(carrier: Carrier) -> dict[str, Any]:

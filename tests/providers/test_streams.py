@@ -14,7 +14,13 @@ import pytest
 
 from ccproxy.convert.carrier import decode_carrier
 from ccproxy.grammar import check_events, final_message
-from tests.convert.helpers import decoded_signatures, make_converter, run_completion, run_stream, upstream_json
+from tests.convert.helpers import (
+    decoded_signatures,
+    make_converter,
+    run_completion,
+    run_stream,
+    upstream_json,
+)
 from tests.providers.dialects import DIALECTS, FIXTURES, GEMINI_SIGNATURE
 
 STREAMS = [(provider, stream) for provider, dialect in sorted(DIALECTS.items()) for stream in dialect.streams]

@@ -10,8 +10,16 @@ import pytest
 import ccproxy
 from ccproxy.cli import main
 from tests.service.conftest import Processes, Service
+from tests.service.support import (
+    WAIT,
+    ccproxy_command,
+    free_port,
+    health,
+    http,
+    is_alive,
+    wait_for,
+)
 from tests.service.support import ccproxy as run_ccproxy
-from tests.service.support import WAIT, ccproxy_command, free_port, health, http, is_alive, wait_for
 
 
 def start(service: Service, port: int) -> int:

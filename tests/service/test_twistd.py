@@ -7,7 +7,15 @@ import subprocess
 
 from ccproxy.daemon import process_argv
 from tests.service.conftest import Processes, Service
-from tests.service.support import BIN, WAIT, ccproxy_command, free_port, health, run, wait_for
+from tests.service.support import (
+    BIN,
+    WAIT,
+    ccproxy_command,
+    free_port,
+    health,
+    run,
+    wait_for,
+)
 
 
 def test_foreground_twistd_answers_and_dies_by_sigterm(service: Service, processes: Processes) -> None:

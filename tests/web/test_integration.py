@@ -15,7 +15,7 @@ from twisted.web.client import HTTPConnectionPool
 
 from ccproxy.grammar import check_events, final_message
 from ccproxy.sse import SSEParser
-from tests.fake_upstream import Reply, chunk, text_reply, tool_call_reply, usage_chunk
+from tests.fake_upstream import Reply, chunk, text_reply, tool_call_reply
 
 BASH_TOOL = {
     "name": "Bash",
