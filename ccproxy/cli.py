@@ -281,6 +281,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             ("upstream", str(health.get("upstream", "?"))),
             ("provider", str(health.get("provider", "?"))),
             ("routing", table),
+            (
+                "requests",
+                f"{health.get('requests', '?')} ({health.get('errors', '?')} errors, "
+                f"{health.get('cancelled', '?')} cancelled, {health.get('active', '?')} running)",
+            ),
         ]
     seconds = uptime(pid, pidfile)
     if seconds is not None:

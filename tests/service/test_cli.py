@@ -44,6 +44,7 @@ def test_start_status_stop(service: Service) -> None:
     assert "opus -> gpt-5" in status.stdout
     assert ccproxy.__version__ in status.stdout
     assert "uptime:" in status.stdout
+    assert "requests: 0 (0 errors, 0 cancelled, 0 running)" in status.stdout
 
     again = run_ccproxy("start", "--port", str(port), env=service.env, cwd=service.cwd)
     assert again.returncode == 0
