@@ -18,26 +18,10 @@ from cattrs.gen import make_dict_structure_fn
 from cattrs.v import format_exception
 
 __all__ = [
-    "RequestError",
-    "TextBlock",
-    "ImageBlock",
-    "DocumentBlock",
-    "SearchResultBlock",
-    "ToolReferenceBlock",
-    "ToolUseBlock",
-    "ToolResultBlock",
-    "ThinkingBlock",
-    "RedactedThinkingBlock",
-    "ServerToolBlock",
-    "Block",
-    "Message",
-    "Tool",
-    "ToolChoice",
-    "Thinking",
-    "OutputConfig",
-    "MessagesRequest",
-    "CountTokensRequest",
-    "parse_messages_request",
+    "RequestError", "TextBlock", "ImageBlock", "DocumentBlock", "SearchResultBlock",
+    "ToolReferenceBlock", "ToolUseBlock", "ToolResultBlock", "ThinkingBlock",
+    "RedactedThinkingBlock", "ServerToolBlock", "Block", "Message", "Tool", "ToolChoice",
+    "Thinking", "OutputConfig", "MessagesRequest", "CountTokensRequest", "parse_messages_request",
     "parse_count_tokens_request",
 ]
 
@@ -397,4 +381,6 @@ def parse_count_tokens_request(body: Any) -> CountTokensRequest:
     @raise RequestError: the body is not a valid count_tokens request.
     """
     request: CountTokensRequest = _structure(body, CountTokensRequest)
+    if not request.messages:
+        raise RequestError("messages: at least one message is required")
     return request

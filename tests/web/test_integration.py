@@ -310,3 +310,12 @@ async def test_client_gone_before_upstream_headers_cancels_upstream(harness: Any
         while harness.upstream.finished_or_lost == before and reactor.seconds() - started < 2:
             await task.deferLater(reactor, 0.01, lambda: None)
         assert harness.upstream.finished_or_lost == before + 1, "upstream request left running"
+
+
+@pytest_twisted.ensureDeferred
+async def test_count_tokens_needs_a_message(harness: Any) -> None:
+    """count_tokens, like Anthropic, refuses an empty conversation."""
+    url = harness.start([])
+    response, raw = await post(url + "/v1/messages/count_tokens", {"model": "claude-opus-5-5", "messages": []})
+    assert response.code == 400
+    assert "messages" in json.loads(raw)["error"]["message"]
