@@ -31,6 +31,7 @@ from ccproxy.anthropic import (
 from ccproxy.convert.arguments import dump_arguments
 from ccproxy.convert.names import ToolIdMap, ToolNameMap
 from ccproxy.convert.replay import gather_reasoning, replay_reasoning
+from ccproxy.models import model_info
 from ccproxy.openai import (
     ChatMessage,
     ContentPart,
@@ -78,6 +79,9 @@ class _Walk:
         source = block.source
         if not self.profile.images:
             return TextPart(IMAGE_OMITTED)
+        known = model_info(self.model)
+        if known is not None and not known.vision:
+            return TextPart(f"[image omitted: {self.model} does not read images]")
         if source.get("type") == "base64":
             media = source.get("media_type", "image/png")
             return ImagePart({"url": f"data:{media};base64,{source.get('data', '')}"})

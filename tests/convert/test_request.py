@@ -722,3 +722,19 @@ def test_property_any_valid_request_converts_to_valid_openai_order(
 
 PROFILE_IDS = {name: r"[a-zA-Z0-9_-]+" for name in PROFILES} | {"openai": r"[a-zA-Z0-9_-]{1,40}",
                                                                  "mistral": r"[a-zA-Z0-9]{9}"}
+
+
+def test_images_to_a_model_without_vision_become_a_note() -> None:
+    """A known text-only model (codestral) gets a note instead of image parts."""
+    from ccproxy.anthropic import parse_messages_request
+    from ccproxy.convert.request import convert_request
+    from ccproxy.providers import PROFILES
+
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
+    request = parse_messages_request(
+        {"model": "claude-x", "max_tokens": 10, "messages": [{"role": "user", "content": [image, {"type": "text", "text": "what is it?"}]}]}
+    )
+    seen = convert_request(request, "codestral-latest", PROFILES["generic"]).request.messages[-1].content
+    assert isinstance(seen, str) and "codestral-latest does not read images" in seen
+    sent = convert_request(request, "gpt-5", PROFILES["generic"]).request.messages[-1].content
+    assert not isinstance(sent, str) and sent[0].type == "image_url"
