@@ -59,6 +59,7 @@ class Settings:
     insecure_no_auth: bool = False
     shutdown_grace: float = 10.0
     exact_tokens: bool = False
+    request_body_timeout: float = 120.0
     model_limits: Mapping[str, ModelInfo] = field(factory=dict)
     upstream_retries: int = 2
     retry_max_wait: float = 10.0
@@ -236,6 +237,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "INSECURE_NO_AUTH": ("insecure_no_auth", _bool),
     "SHUTDOWN_GRACE": ("shutdown_grace", _seconds),
     "EXACT_TOKENS": ("exact_tokens", _bool),
+    "REQUEST_BODY_TIMEOUT": ("request_body_timeout", _positive_float),
     "MODEL_LIMITS": ("model_limits", _model_limits),
     "UPSTREAM_RETRIES": ("upstream_retries", _count),
     "RETRY_MAX_WAIT": ("retry_max_wait", _seconds),

@@ -45,6 +45,7 @@ class QuietSite(Site):
     requestFactory = CappedRequest
     max_request_bytes: int | None = None
     client_key: str | None = None
+    body_timeout: float | None = None
 
     def log(self, request: Any) -> None:
         pass
@@ -139,6 +140,7 @@ def site_for(context: Context) -> Site:
     site = QuietSite(build_root(context), parsePOSTFormSubmission=False)
     site.displayTracebacks = False
     site.max_request_bytes = context.settings.max_request_bytes
+    site.body_timeout = context.settings.request_body_timeout
     site.client_key = None if context.settings.passthrough_mode else context.settings.anthropic_api_key
     return site
 

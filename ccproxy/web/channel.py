@@ -8,6 +8,8 @@ Claude Code reads every error as Anthropic JSON, so:
   - L{CappedRequest} refuses a body over C{MAX_REQUEST_BYTES} with 413
     C{request_too_large} as soon as its C{Content-Length} (or, chunked, its running
     size) says so, without reading it, and keeps the bodies it accepts in memory;
+  - it answers 408 when a body takes longer than C{REQUEST_BODY_TIMEOUT} to arrive
+    (slow-loris uploads), however steadily it drips;
   - it also refuses a C{/v1/} request without the client key (when one is configured)
     with 401 at the same moment, before reading its body;
   - L{JSONChannel} answers what the HTTP parser rejects with a JSON 400 (431 for
@@ -71,6 +73,7 @@ class CappedRequest(Request):
 
     _refused = False
     _received = 0
+    _deadline: Any = None
 
     def _limit(self) -> int | None:
         limit: int | None = getattr(self._site(), "max_request_bytes", None)
@@ -95,6 +98,24 @@ class CappedRequest(Request):
             return
         # Bounded by the cap, so memory: no temporary file for bodies over 100 kB.
         self.content = BytesIO()
+        seconds = getattr(site, "body_timeout", None)
+        if seconds and length != 0:
+            # A client that drips its body keeps resetting the idle timeout; this one
+            # bounds the whole upload.
+            self._deadline = site.reactor.callLater(seconds, self._too_slow, seconds)
+
+    def _too_slow(self, seconds: float) -> None:
+        self._deadline = None
+        self._refuse(ApiError(408, "timeout_error", f"request body not received within {seconds:g} s"))
+
+    def _stop_deadline(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
+    def connectionLost(self, reason: Any) -> None:  # noqa: N802
+        self._stop_deadline()
+        super().connectionLost(reason)
 
     def handleContentChunk(self, data: bytes) -> None:  # noqa: N802
         if self._refused:
@@ -107,11 +128,13 @@ class CappedRequest(Request):
         super().handleContentChunk(data)
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:  # noqa: N802
+        self._stop_deadline()
         if self._refused:
             return  # already answered; the connection is closing
         super().requestReceived(command, path, version)
 
     def _refuse(self, error: ApiError) -> None:
+        self._stop_deadline()
         self._refused = True
         self.content = BytesIO()
         # No "100 Continue" after the answer: the client must not send the body.
