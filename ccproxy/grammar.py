@@ -282,6 +282,9 @@ def final_message(events: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, 
     grammar = StreamGrammar()
     message: dict[str, Any] = {}
     json_buffers: dict[int, str] = {}
+    # Text and thinking arrive in thousands of small deltas: collect them and join once
+    # per block (appending to a string in a dict copies it every time).
+    pieces: dict[int, tuple[str, list[str]]] = {}
     for name, payload in events:
         grammar.feed(name, payload)
         if name == "error":
@@ -298,10 +301,15 @@ def final_message(events: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, 
             elif delta["type"] == "signature_delta":  # replaces, as in the SDK
                 message["content"][index][key] = delta[key]
             else:
-                message["content"][index][key] += delta[key]
-        elif name == "content_block_stop" and json_buffers.get(payload["index"]):
-            # An empty buffer keeps the start's {}: the SDK only parses when it has bytes.
-            message["content"][payload["index"]]["input"] = json.loads(json_buffers[payload["index"]])
+                pieces.setdefault(index, (key, []))[1].append(delta[key])
+        elif name == "content_block_stop":
+            index = payload["index"]
+            if index in pieces:
+                key, parts = pieces.pop(index)
+                message["content"][index][key] += "".join(parts)
+            if json_buffers.get(index):
+                # An empty buffer keeps the start's {}: the SDK only parses when it has bytes.
+                message["content"][index]["input"] = json.loads(json_buffers[index])
         elif name == "message_delta":
             delta = payload["delta"]
             message["stop_reason"] = delta["stop_reason"]

@@ -104,6 +104,9 @@ class Profile:
     @ivar session_field: the body field for Claude Code's session id, if any.
     @ivar session_limit: the longest session value that field takes.
     @ivar extra_headers: settings -> extra upstream headers.
+    @ivar truncates_silently: the server drops the oldest messages when a prompt exceeds
+        its context, without an error (Ollama): far fewer prompt tokens reported than
+        sent is then logged as a warning.
     """
 
     name: str
@@ -126,6 +129,7 @@ class Profile:
     session_field: str | None = None
     session_limit: int = 64
     extra_headers: Callable[[Any], dict[str, str]] = _no_headers
+    truncates_silently: bool = False
 
     def headers(self, settings: Any) -> dict[str, str]:
         """Extra upstream headers (OpenRouter attribution)."""
@@ -174,6 +178,7 @@ PROFILES: Mapping[str, Profile] = {
             replay="reasoning",
             tool_choice=False,
             parallel_tool_calls=False,
+            truncates_silently=True,
         ),
         Profile(
             "deepseek",

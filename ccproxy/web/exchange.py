@@ -380,11 +380,12 @@ class MessageExchange:
         self._warn_if_truncated()
 
     def _warn_if_truncated(self) -> None:
-        """Ollama silently drops the oldest messages when a prompt exceeds its context
-        (and its OpenAI endpoint cannot raise it). A prompt it read far shorter than the
-        one sent is that; say so, since Claude Code will otherwise lose its history."""
+        """Some servers (Ollama) silently drop the oldest messages when a prompt exceeds
+        their context, and their OpenAI endpoint cannot raise it. A prompt read far
+        shorter than the one sent is that; say so, since Claude Code would otherwise lose
+        its history without a word."""
         usage = self._record.usage
-        if self._context.profile.name != "ollama" or not usage:
+        if not self._context.profile.truncates_silently or not usage:
             return
         read = int(usage.get("input_tokens") or 0) + int(usage.get("cache_read_input_tokens") or 0)
         if self._input_estimate > 2048 and read < 0.6 * self._input_estimate:

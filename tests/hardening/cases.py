@@ -17,6 +17,8 @@ from typing import Any
 from attrs import frozen
 from hypothesis import strategies as st
 
+from ccproxy.anthropic import SERVER_TOOL_BLOCK_TYPES
+
 Path = tuple[Any, ...]
 
 BASE: dict[str, Any] = {
@@ -96,16 +98,7 @@ BLOCK_TYPES = (
     "thinking",
     "redacted_thinking",
     # server-tool artefacts, accepted as raw blocks
-    "server_tool_use",
-    "web_search_tool_result",
-    "web_fetch_tool_result",
-    "code_execution_tool_result",
-    "bash_code_execution_tool_result",
-    "text_editor_code_execution_tool_result",
-    "tool_search_tool_result",
-    "container_upload",
-    "mcp_tool_use",
-    "mcp_tool_result",
+    *sorted(SERVER_TOOL_BLOCK_TYPES),
 )
 
 
