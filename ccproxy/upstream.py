@@ -22,9 +22,12 @@ from typing import Any
 from attrs import define, field
 from hyperlink import EncodedURL
 from twisted.internet.defer import Deferred, succeed
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.web.client import URI, Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
+from twisted.web.error import SchemeNotSupported
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IAgent, IBodyProducer, IResponse
+from twisted.web.iweb import IAgent, IAgentEndpointFactory, IBodyProducer, IResponse
 from zope.interface import implementer
 
 from ccproxy.config import Settings
@@ -59,6 +62,34 @@ class BytesBody:
 
     def stopProducing(self) -> None:  # noqa: N802
         """Nothing to stop."""
+
+
+@implementer(IAgentEndpointFactory)
+class ReusedEndpoints:
+    """One client endpoint per upstream origin, built on first use and kept.
+
+    C{Agent} asks for an endpoint on every request, and the standard factory builds a new
+    C{HostnameEndpoint} (plus its TLS wrapper) each time, although the pool uses it only
+    when it must open a new connection. Endpoints can connect any number of times.
+    """
+
+    def __init__(self, reactor: Any, connect_timeout: float) -> None:
+        self._reactor = reactor
+        self._connect_timeout = connect_timeout
+        self._tls_policy = BrowserLikePolicyForHTTPS()
+        self._endpoints: dict[tuple[bytes, bytes, int], IStreamClientEndpoint] = {}
+
+    def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:  # noqa: N802
+        key = (uri.scheme, uri.host, uri.port)
+        endpoint = self._endpoints.get(key)
+        if endpoint is None:
+            if uri.scheme not in (b"http", b"https"):
+                raise SchemeNotSupported(f"unsupported scheme: {uri.scheme!r}")
+            endpoint = HostnameEndpoint(self._reactor, uri.host, uri.port, timeout=self._connect_timeout)
+            if uri.scheme == b"https":
+                endpoint = wrapClientTLS(self._tls_policy.creatorForNetloc(uri.host, uri.port), endpoint)
+            self._endpoints[key] = endpoint
+        return endpoint
 
 
 def request_target(url: str) -> bytes:
@@ -104,7 +135,8 @@ class Upstream:
         pool.cachedConnectionTimeout = CACHED_CONNECTION_SECONDS
         pool.retryAutomatically = False
         self._pool = pool
-        self.agent = Agent(self.reactor, connectTimeout=self.settings.connect_timeout, pool=pool)
+        endpoints = ReusedEndpoints(self.reactor, self.settings.connect_timeout)
+        self.agent = Agent.usingEndpointFactory(self.reactor, endpoints, pool=pool)
 
     @property
     def pool(self) -> HTTPConnectionPool | None:

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ccproxy import media, tokens
+from ccproxy import estimator, media, tokens
 from ccproxy.tokens import TokenCounter, estimate_text_tokens
 
 CORPUS = sorted((Path(__file__).parent / "fixtures" / "tokens").glob("*.json"))
@@ -40,12 +40,12 @@ def reference_estimate(text: str) -> int:
     """The estimator written as a plain per-character loop over the same tables."""
     if not text:
         return 0
-    classes = text.encode("utf-8", "surrogatepass").translate(tokens._CLASSES, tokens._UTF8_CONTINUATION)
+    classes = text.encode("utf-8", "surrogatepass").translate(estimator._CLASSES, estimator._UTF8_CONTINUATION)
     total, previous = 0, 0
     for cls in classes:
-        total += tokens._WEIGHTS[(previous ^ cls) << 4 | cls]
+        total += estimator._WEIGHTS[(previous ^ cls) << 4 | cls]
         previous = cls
-    return max(1, (total + tokens._SCALE // 2) // tokens._SCALE)
+    return max(1, (total + estimator._SCALE // 2) // estimator._SCALE)
 
 
 # Accuracy against o200k_base
@@ -126,6 +126,36 @@ def test_estimate_matches_reference_on_edges(text: str) -> None:
     assert estimate_text_tokens(text) == reference_estimate(text)
 
 
+_JOIN_TEXTS = st.lists(
+    st.one_of(st.sampled_from(["", "\n", "a", "A1", "\n\nx\n", "hello world\n", "  ", "日本", "é"]), st.text()),
+    max_size=8,
+)
+
+
+@given(_JOIN_TEXTS, _JOIN_TEXTS)
+def test_joined_estimate_equals_estimate_of_the_join(first: list[str], second: list[str]) -> None:
+    """Stitching remembered per-text sums gives exactly the estimate of the joined text, also when the
+    same texts come again in another order (as a conversation grows turn by turn)."""
+    joined = estimator.JoinedEstimate()
+    for texts in (first, second, first + second, second + first):
+        assert joined(texts) == estimate_text_tokens("\n".join(texts))
+
+
+def test_joined_estimate_memo_is_bounded() -> None:
+    joined = estimator.JoinedEstimate(limit=3)
+    texts = [f"text number {n}" for n in range(10)]
+    assert joined(texts) == estimate_text_tokens("\n".join(texts))
+    assert len(joined._memo) <= 3
+
+
+def test_counter_counts_a_request_the_same_twice() -> None:
+    """The second count of a request (all texts remembered) equals the first and a fresh counter's."""
+    body = {"system": "Be brief.", "messages": [{"role": "user", "content": "hello\nworld"}],
+            "tools": [{"name": "Bash", "description": "Run it", "input_schema": {"type": "object"}}]}
+    counter = TokenCounter()
+    assert counter.count_request(body) == counter.count_request(body) == TokenCounter().count_request(body)
+
+
 def test_estimate_scales_with_length() -> None:
     """Ten copies of a paragraph cost about ten times as much."""
     paragraph = "Reservations expire after fifteen minutes unless the payment is confirmed.\n"
@@ -135,8 +165,8 @@ def test_estimate_scales_with_length() -> None:
 
 def test_byte_sum_does_not_wrap() -> None:
     """A long run of the largest weight sums exactly (chunks stay under the Adler-32 modulus)."""
-    data = bytes([max(tokens._WEIGHTS)]) * 100_003
-    assert tokens._byte_sum(data) == sum(data)
+    data = bytes([max(estimator._WEIGHTS)]) * 100_003
+    assert estimator._byte_sum(data) == sum(data)
 
 
 # Walking a request body

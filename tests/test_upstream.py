@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.web.client import URI
+from twisted.web.error import SchemeNotSupported
 
 from ccproxy.config import Settings
-from ccproxy.upstream import BytesBody, Upstream, request_target
+from ccproxy.upstream import BytesBody, ReusedEndpoints, Upstream, request_target
 
 
 def test_request_target_encodes_idna_host_and_path() -> None:
@@ -33,3 +37,19 @@ def test_headers_carry_the_key_and_utf8_extras() -> None:
     assert headers.getRawHeaders(b"accept") == [b"text/event-stream, application/json"]
     # Each call gets its own headers: extras never leak into the next request.
     assert upstream.headers({}).getRawHeaders(b"x-title") is None
+
+
+def test_endpoints_are_built_once_per_origin() -> None:
+    from twisted.internet import reactor  # endpoints resolve names through a real reactor; nothing connects here
+
+    endpoints = ReusedEndpoints(reactor, 5.0)
+    first = endpoints.endpointForURI(URI.fromBytes(b"http://127.0.0.1:8000/v1/chat/completions"))
+    again = endpoints.endpointForURI(URI.fromBytes(b"http://127.0.0.1:8000/other"))
+    other = endpoints.endpointForURI(URI.fromBytes(b"http://127.0.0.1:8001/v1/chat/completions"))
+    secure = endpoints.endpointForURI(URI.fromBytes(b"https://127.0.0.1:8000/v1/chat/completions"))
+    assert first is again
+    assert other is not first
+    assert isinstance(first, HostnameEndpoint)
+    assert not isinstance(secure, HostnameEndpoint)  # wrapped in TLS
+    with pytest.raises(SchemeNotSupported):
+        endpoints.endpointForURI(URI.fromBytes(b"ftp://127.0.0.1/x"))
