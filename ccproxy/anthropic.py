@@ -8,7 +8,6 @@ Free-form JSON (tool schemas, tool inputs, image sources) stays plain dicts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Literal, Union
 
 import cattrs
@@ -263,9 +262,10 @@ def _make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=False, detailed_validation=True)
     # cattrs would build a list from any iterable and an attrs class from anything that
     # supports `in`: "stop_sequences": "END" would become ["E", "N", "D"], and a string
-    # or {} a valid empty config. JSON arrays and objects only.
+    # or {} a valid empty config. JSON arrays and objects only (as decoded: list and dict,
+    # which isinstance checks far faster than the Sequence and Mapping ABCs).
     converter.register_structure_hook_factory(is_sequence, lambda t: _only(list, "an array", list_structure_factory(t, converter)))
-    converter.register_structure_hook_factory(has, lambda t: _only(Mapping, "an object", make_dict_structure_fn(t, converter)))
+    converter.register_structure_hook_factory(has, lambda t: _only(dict, "an object", make_dict_structure_fn(t, converter)))
     converter.register_structure_hook(str, _strict(str, "a string"))
     converter.register_structure_hook(bool, _strict(bool, "a boolean"))
     converter.register_structure_hook(int, _strict(int, "an integer"))
@@ -275,7 +275,7 @@ def _make_converter() -> cattrs.Converter:
     _exactly(converter, JSONObject, _strict(dict, "an object"))
 
     def structure_block(value: Any, _: Any) -> Block:
-        if not isinstance(value, Mapping):
+        if not isinstance(value, dict):
             raise _OwnTypeError(f"expected a content block object, got {type(value).__name__}")
         kind = value.get("type")
         cls = _BLOCK_CLASSES.get(kind) if isinstance(kind, str) else None

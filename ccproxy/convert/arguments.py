@@ -14,6 +14,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from ccproxy import jsonio
+
 __all__ = ["dump_arguments", "parse_arguments", "split_concatenated"]
 
 RAW_KEY = "_raw_arguments"
@@ -93,7 +95,7 @@ def dump_arguments(value: Mapping[str, Any]) -> str:
 
     Non-ASCII stays literal: it is shorter on the wire and token-cheaper for the model.
     """
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return jsonio.dumps(value).decode("utf-8")
 
 
 def _wrap(value: object) -> dict[str, Any]:

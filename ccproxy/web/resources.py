@@ -169,7 +169,7 @@ class ClientRequest(JSONResource):
             body = jsonio.loads(raw)
         except (ValueError, RecursionError) as error:
             raise ApiError(400, "invalid_request_error", f"request body is not valid JSON: {error}") from None
-        if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and jsonio.deeper_than(body, MAX_JSON_DEPTH):
+        if jsonio.deeper_than(body, MAX_JSON_DEPTH):  # in C; cheaper than counting brackets first
             raise ApiError(400, "invalid_request_error", f"request body nests deeper than {MAX_JSON_DEPTH} levels")
         return body
 

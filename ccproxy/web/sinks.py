@@ -91,7 +91,7 @@ class MessageSink:
 
     def end(self) -> None:
         try:
-            message = final_message(self._events)
+            message = final_message(self._events, keep_events=False)
         except StreamErrorEvent as failed:
             kind = str(failed.error.get("type", "api_error"))
             error = ApiError(_STATUS_FOR_TYPE.get(kind, 500), kind, str(failed.error.get("message", "")))
