@@ -51,7 +51,10 @@ class BytesBody:
         self.length = len(body)
 
     def startProducing(self, consumer: Any) -> Deferred[None]:  # noqa: N802
-        consumer.write(self._body)
+        # Let go of the body once written: the request object (and this producer) live
+        # as long as the response, which for a stream can be minutes.
+        body, self._body = self._body, b""
+        consumer.write(body)
         return succeed(None)
 
     def pauseProducing(self) -> None:  # noqa: N802

@@ -27,6 +27,8 @@ def test_bytes_body_is_written_at_once_with_its_length() -> None:
     assert body.length == 13
     assert transport.value() == b'{"model":"x"}'
     assert done.called
+    # The producer lives as long as the response (minutes for a stream): it must not keep the body.
+    assert body._body == b""
 
 
 def test_headers_carry_the_key_and_utf8_extras() -> None:
