@@ -178,22 +178,25 @@ def proxy_environment(upstream_port: int, tmp: Path) -> dict[str, str]:
 
 
 def proxy_command(port: int) -> list[str]:
-    """The daemon's command line."""
-    return [_twistd(), "-n", "--pidfile=", "ccproxy", "--port", str(port)]
+    """The daemon's command line: as C{ccproxy start} runs it (its log observer), but in the foreground."""
+    return [_twistd(), "-n", "--pidfile=", "--logger", "ccproxy.logs.daemon_log_observer", "ccproxy", "--port", str(port)]
 
 
 def spawn_proxy(port: int, upstream_port: int, tmp: Path, name: str,
                 wrapper: list[str] | None = None, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """Start C{twistd -n ccproxy} on C{port} (under C{wrapper}, if given); log to C{tmp/<name>.log}.
+    """Start C{twistd -n ccproxy} on C{port} (under C{wrapper}, if given).
 
+    Its log goes to C{tmp/<name>.daemon.log}, through the observer C{ccproxy start} uses;
+    C{tmp/<name>.log} gets what reaches stdout and stderr before logging starts.
     C{extra_env} adds ccproxy variables (such as C{UPSTREAM_RETRIES}) to its environment.
     """
+    from ccproxy.logs import LOG_FILE_ENV, LOG_FORMAT_ENV
+
     home = tmp / "home"
     home.mkdir(exist_ok=True)
-    return _spawn(
-        (wrapper or []) + proxy_command(port),
-        env={**proxy_environment(upstream_port, tmp), **(extra_env or {})}, cwd=home, log=tmp / f"{name}.log",
-    )
+    env = {**proxy_environment(upstream_port, tmp), LOG_FILE_ENV: str(tmp / f"{name}.daemon.log"), **(extra_env or {})}
+    env.pop(LOG_FORMAT_ENV, None)
+    return _spawn((wrapper or []) + proxy_command(port), env=env, cwd=home, log=tmp / f"{name}.log")
 
 
 async def wait_healthy(port: int, process: subprocess.Popen[bytes], timeout: float = 20.0) -> float:

@@ -17,10 +17,13 @@ from typing import Any
 
 from attrs import define
 from twisted.logger import (
+    FileLogObserver,
     ILogObserver,
+    LogEvent,
     Logger,
+    formatEventAsClassicLogText,
+    formatTime,
     jsonFileLogObserver,
-    textFileLogObserver,
 )
 from twisted.python.logfile import LogFile
 
@@ -126,6 +129,37 @@ def debug_dump(label: str, request_id: str, payload: Any, secrets: Iterable[str 
     )
 
 
+class ClassicText:
+    """Formats events exactly as Twisted's text log files do (C{time [system] text}), cheaply.
+
+    Twisted's formatter renders the local time (time zone lookup and C{strftime}) and
+    parses the event's format string for every event; that was a tenth of the CPU of a
+    whole proxied request. The time text is kept for the second it names, and a request
+    line, whose text is already made, is written without a format pass.
+    """
+
+    def __init__(self) -> None:
+        self._second: int | None = None
+        self._stamp = ""
+
+    def _time(self, when: float | None) -> str:
+        if when is None:
+            return formatTime(when)
+        second = int(when)
+        if second != self._second:
+            self._second, self._stamp = second, formatTime(second)
+        return self._stamp
+
+    def __call__(self, event: LogEvent) -> str | None:
+        line = event.get("line")
+        if event.get("ccproxy_request") and isinstance(line, str) and "log_system" not in event:
+            level = event.get("log_level")
+            system = f"{event.get('log_namespace', '-')}#{level.name if level is not None else '-'}"
+            text = line.replace("\n", "\n\t")  # as Twisted indents continuation lines
+            return f"{self._time(event.get('log_time'))} [{system}] {text}\n"
+        return formatEventAsClassicLogText(event, formatTime=self._time)
+
+
 LOG_FILE_ENV = "CCPROXY_LOG_FILE"
 LOG_FORMAT_ENV = "CCPROXY_LOG_FORMAT"
 ROTATE_BYTES = 10_000_000
@@ -156,4 +190,4 @@ def daemon_log_observer() -> ILogObserver:
     signal.signal(signal.SIGUSR1, on_signal(logfile.rotate))
     if os.environ.get(LOG_FORMAT_ENV) == "json":
         return jsonFileLogObserver(logfile, recordSeparator="")  # type: ignore[arg-type]  # JSON lines
-    return textFileLogObserver(logfile)  # type: ignore[arg-type]
+    return FileLogObserver(logfile, ClassicText())  # type: ignore[arg-type]

@@ -90,3 +90,30 @@ def test_redaction_helpers() -> None:
     assert headers == {"Authorization": "[redacted]", "X-Api-Key": "[redacted]", "Accept": "x"}
     text = redact_text(json.dumps({"k": "sk-abcdefgh123", "h": "Bearer zzzzzzzz"}), ["mine"])
     assert "sk-abcdefgh123" not in text and "zzzzzzzz" not in text
+
+
+def _events() -> list[dict[str, Any]]:
+    from twisted.logger import LogLevel
+
+    when = 1_764_000_000.25
+    return [
+        {"log_format": "{line}", "line": "req_1 a -> b json 200 total=0.003s", "ccproxy_request": True,
+         "log_namespace": "ccproxy", "log_level": LogLevel.info, "log_time": when},
+        {"log_format": "{line}", "line": "req_2 upstream said:\nsecond line {not a field}", "ccproxy_request": True,
+         "log_namespace": "ccproxy", "log_level": LogLevel.warn, "log_time": when + 0.5},
+        {"log_format": "listening on {port}", "port": 8082, "log_namespace": "ccproxy.service",
+         "log_level": LogLevel.info, "log_time": when + 1},
+        {"log_format": "{line}", "line": "x", "ccproxy_request": True, "log_system": "custom", "log_time": when + 2},
+        {"log_format": "no time"},
+    ]
+
+
+def test_classic_text_writes_what_twisted_writes() -> None:
+    """The daemon log's fast formatter gives Twisted's own text, continuation lines included."""
+    from twisted.logger import formatEventAsClassicLogText
+
+    from ccproxy.logs import ClassicText
+
+    fast = ClassicText()
+    for event in _events():
+        assert fast(event) == formatEventAsClassicLogText(event)
