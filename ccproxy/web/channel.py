@@ -151,6 +151,24 @@ class JSONChannel(HTTPChannel):
     C{MAX_LENGTH} (16 KiB).
     """
 
+    # Reads larger than this are split at the end of the header block (see dataReceived).
+    _SPLIT_READS_OVER = 8192
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        """Hand the header block over on its own when a large body arrived in the same read.
+
+        LineReceiver takes one line at a time with C{buffer.split(delimiter, 1)}, copying
+        the rest of its buffer per line: a Claude Code request (some fifteen headers, then
+        a body of tens of KB in the same read) had its body copied once per header. Two
+        calls are what two TCP reads would have been, so nothing else changes.
+        """
+        if self.line_mode and len(data) > self._SPLIT_READS_OVER and not self._buffer:
+            end = data.find(b"\r\n\r\n", 0, self.totalHeadersSize + 4)
+            if 0 <= end and end + 4 < len(data):
+                super().dataReceived(data[: end + 4])
+                data = data[end + 4 :]
+        super().dataReceived(data)
+
     def _respondToBadRequestAndDisconnect(self) -> None:  # noqa: N802
         if self._receivedHeaderSize > self.totalHeadersSize or self._receivedHeaderCount > self.maxHeaders:
             error = ApiError(
