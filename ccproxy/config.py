@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import Callable, TypeVar
 from urllib.parse import urlsplit
@@ -75,9 +76,12 @@ class Settings:
         """Values that must never appear in a log line."""
         return (self.openai_api_key, self.anthropic_api_key)
 
-    @property
+    @cached_property
     def upstream_host(self) -> str:
-        """Host (and port) of the upstream, safe to show: never carries credentials."""
+        """Host (and port) of the upstream, safe to show: never carries credentials.
+
+        Kept once computed: every request names it in its errors and log line.
+        """
         return host_of(self.openai_base_url)
 
     @property
