@@ -156,6 +156,22 @@ def start_fake_upstream(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
     return process, int(line.split()[1])
 
 
+def start_floor(tmp: Path, upstream_port: int) -> tuple[subprocess.Popen[bytes], int]:
+    """Start C{bench.floor} (a bare twisted.web relay) in front of the fake upstream."""
+    process = _spawn(
+        [sys.executable, "-m", "bench.floor", "--port", "0", "--max-seconds", "3600",
+         "--upstream", f"http://127.0.0.1:{upstream_port}{DIRECT_PATH}"],
+        env=None, cwd=REPO, log=tmp / "floor.log", stdout_pipe=True,
+    )
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], 20)
+    line = process.stdout.readline().decode() if ready else ""
+    if not line.startswith("READY "):
+        _stop(process)
+        raise RuntimeError(f"the floor relay did not start (see {tmp / 'floor.log'})")
+    return process, int(line.split()[1])
+
+
 def _twistd() -> str:
     beside = Path(sys.executable).parent / "twistd"
     if beside.exists():
@@ -249,11 +265,14 @@ class Bench:
         self.upstream_port = 0
         self.proxy: subprocess.Popen[bytes] | None = None
         self.proxy_port = 0
+        self.floor: subprocess.Popen[bytes] | None = None  # bench.floor, the bare relay
+        self.floor_port = 0
         self._bodies: dict[tuple[str, str, bool, bool], bytes] = {}
 
     # bodies and single requests
 
     def body(self, side: str, model: str, *, stream: bool, small: bool = False) -> bytes:
+        side = "direct" if side == "floor" else side  # the floor relays the direct bodies
         key = (side, model, stream, small)
         if key not in self._bodies:
             # The direct bodies are captured from the fake upstream after ccproxy has sent them
@@ -265,7 +284,15 @@ class Bench:
     def target(self, side: str) -> tuple[int, str, dict[str, str], bytes]:
         if side == "proxy":
             return self.proxy_port, PROXY_PATH, ANTHROPIC_HEADERS, PROXY_MARKER
+        if side == "floor":
+            return self.floor_port, DIRECT_PATH, DIRECT_HEADERS, DIRECT_MARKER
         return self.upstream_port, DIRECT_PATH, DIRECT_HEADERS, DIRECT_MARKER
+
+    def pid_of(self, side: str) -> int:
+        """The process whose CPU a measurement of C{side} reads."""
+        process = self.floor if side == "floor" else self.proxy
+        assert process is not None
+        return process.pid
 
     async def send(self, connection: Connection, side: str, model: str, *, stream: bool, small: bool = False,
                    keep_body: bool = False) -> Result:
@@ -424,25 +451,31 @@ class Bench:
         """(d) proxy CPU per 200-chunk stream: paced chunks, a burst, and a burst with a tiny body."""
         count = self.sizes.cpu_streams
         found: dict[str, Any] = {"streams": count}
-        for label, model, small, parallel in (
-            ("paced_2ms", PACED_MODEL, False, 8),
-            ("burst", BURST_MODEL, False, 1),
-            ("burst_small_body", BURST_MODEL, True, 1),
+        for side, label, model, small, parallel in (
+            ("proxy", "paced_2ms", PACED_MODEL, False, 8),
+            ("proxy", "burst", BURST_MODEL, False, 1),
+            ("proxy", "burst_small_body", BURST_MODEL, True, 1),
+            ("floor", "floor_paced_2ms", PACED_MODEL, False, 8),
+            ("floor", "floor_burst", BURST_MODEL, False, 1),
         ):
-            connections = [Connection(self.proxy_port, 60) for _ in range(parallel)]
+            if side == "floor" and self.floor is None:
+                continue
+            port, _, _, _ = self.target(side)
+            pid = self.pid_of(side)
+            connections = [Connection(port, 60) for _ in range(parallel)]
             failures = 0
 
             async def worker(connection: Connection, share: int) -> None:
                 nonlocal failures
                 for _ in range(share):
-                    result = await self.send(connection, "proxy", model, stream=True, small=small)
+                    result = await self.send(connection, side, model, stream=True, small=small)
                     failures += 0 if result.ok else 1
 
             try:
-                await self.send(connections[0], "proxy", model, stream=True, small=small)  # warm-up
-                before = cpu_seconds(self.pid)
+                await self.send(connections[0], side, model, stream=True, small=small)  # warm-up
+                before = cpu_seconds(pid)
                 await asyncio.gather(*(worker(c, count // parallel) for c in connections))
-                used = cpu_seconds(self.pid) - before
+                used = cpu_seconds(pid) - before
             finally:
                 for connection in connections:
                     connection.close()
@@ -454,7 +487,9 @@ class Bench:
         """(c) requests per second at 32 concurrent keep-alive clients, JSON path."""
         sizes = self.sizes
         found: dict[str, Any] = {"clients": sizes.throughput_clients, "seconds": sizes.throughput_seconds}
-        for side in ("direct", "proxy"):
+        for side in ("direct", "proxy", "floor"):
+            if side == "floor" and self.floor is None:
+                continue
             port, path, headers, _ = self.target(side)
             body_file = self.tmp / f"body-{side}.json"
             body_file.write_bytes(self.body(side, JSON_MODEL, stream=False))
@@ -467,18 +502,19 @@ class Bench:
                                        processes=2, seconds=seconds, timeout=seconds + 30)
 
             await asyncio.to_thread(load, 0.5 if self.quick else 1.0)  # warm-up
-            before = cpu_seconds(self.pid)
+            pid = self.pid_of(side)
+            before = cpu_seconds(pid)
             report = await asyncio.to_thread(load, sizes.throughput_seconds)
-            used = cpu_seconds(self.pid) - before
+            used = cpu_seconds(pid) - before
             found["tool"] = report["tool"]
             found[f"{side}_rps"] = report["rps"]
             found[f"{side}_requests"] = report["requests"]
             found[f"{side}_errors"] = report["errors"]
             found[f"{side}_p50_ms"] = _ms(report["p50"])
             found[f"{side}_p99_ms"] = _ms(report["p99"])
-            if side == "proxy" and report["requests"]:
-                found["proxy_cpu_per_request_ms"] = used * 1000 / report["requests"]
-                found["proxy_cpu_busy"] = used / sizes.throughput_seconds
+            if side != "direct" and report["requests"]:
+                found[f"{side}_cpu_per_request_ms"] = used * 1000 / report["requests"]
+                found[f"{side}_cpu_busy"] = used / sizes.throughput_seconds
         found["ratio"] = found["proxy_rps"] / found["direct_rps"] if found["direct_rps"] else None
         self.results["throughput"] = found
 
@@ -627,6 +663,7 @@ class Bench:
 
     async def run(self, profile_dir: Path | None) -> None:
         self.upstream, self.upstream_port = start_fake_upstream(self.tmp)
+        self.floor, self.floor_port = start_floor(self.tmp, self.upstream_port)
         phases: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             ("start ccproxy", self.start_proxy),
             ("(f) cold start", self.cold_start),
@@ -666,6 +703,7 @@ class Bench:
 
     def stop(self) -> None:
         _stop(self.proxy)
+        _stop(self.floor)
         _stop(self.upstream)
 
 
@@ -744,6 +782,10 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
             through["proxy_rps"] >= TARGETS["proxy_rps"])
         row(f"(c) latency at {through['clients']} clients: p50 ms", _fmt(through["direct_p50_ms"]),
             _fmt(through["proxy_p50_ms"]), "")
+        if "floor_rps" in through:
+            row("(c) … floor: bare Twisted relay, req/s", "", _fmt(through["floor_rps"], 0), "")
+            row("(c) … CPU per request under load: ccproxy / floor ms", "",
+                f"{_fmt(through.get('proxy_cpu_per_request_ms'))} / {_fmt(through.get('floor_cpu_per_request_ms'))}", "")
     cpu = results.get("cpu_stream_200")
     if "cpu_json_request_ms" in results:
         row("(d) CPU per JSON request (48 KB) ms", "", _fmt(results["cpu_json_request_ms"]), "")
@@ -752,6 +794,9 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
             f"≤ {TARGETS['cpu_stream_ms']:g}", cpu["paced_2ms_ms"] <= TARGETS["cpu_stream_ms"])
         row("(d) CPU per 200-chunk stream, burst ms", "", _fmt(cpu["burst_ms"]), "")
         row("(d) … burst, tiny body (per-chunk cost) ms", "", _fmt(cpu["burst_small_body_ms"]), "")
+        if "floor_paced_2ms_ms" in cpu:
+            row("(d) … floor: bare Twisted relay, paced / burst ms", "",
+                f"{_fmt(cpu['floor_paced_2ms_ms'])} / {_fmt(cpu['floor_burst_ms'])}", "")
     idle = results.get("idle")
     if idle:
         row("(e) RSS idle (started, 1 request) MB", "", _fmt(idle["rss_mb"], 1), "", f"≤ {TARGETS['idle_rss_mb']:g}",

@@ -53,6 +53,9 @@ class Options(usage.Options):
 def makeService(options: Any) -> IService:  # noqa: N802
     """The service twistd runs."""
     from ccproxy.service import makeService as make
+    from ccproxy.service import tune_garbage_collector
 
     settings: Settings = options["settings"]
-    return make(settings)
+    service = make(settings)
+    tune_garbage_collector()  # before twistd forks into the background, as gc.freeze() advises
+    return service
