@@ -153,6 +153,17 @@ class JSONChannel(HTTPChannel):
 
     # Reads larger than this are split at the end of the header block (see dataReceived).
     _SPLIT_READS_OVER = 8192
+    _local_address: Any = None
+
+    def getHost(self) -> Any:  # noqa: N802
+        """This end's address, asked of the socket once per connection.
+
+        Every Request asks for it when it is created, and TCP's getHost is a
+        C{getsockname} system call each time; a connection's own address never changes.
+        """
+        if self._local_address is None:
+            self._local_address = super().getHost()
+        return self._local_address
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
         """Hand the header block over on its own when a large body arrived in the same read.

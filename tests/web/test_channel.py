@@ -49,3 +49,17 @@ def test_large_read_with_pipelined_requests_is_answered_like_small_reads() -> No
     dripped = _serve(data, pieces=97)
     assert at_once.count(b"HTTP/1.1 200") == dripped.count(b"HTTP/1.1 200") == 2
     assert at_once.split(b"\r\n\r\n")[-1] == dripped.split(b"\r\n\r\n")[-1]
+
+
+def test_local_address_is_asked_once_per_connection() -> None:
+    site = Site(_Echo())
+    site.protocol = JSONChannel
+    channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+    transport = StringTransport()
+    asked = []
+    real = transport.getHost
+    transport.getHost = lambda: asked.append(1) or real()  # type: ignore[method-assign]
+    channel.makeConnection(transport)
+    channel.dataReceived(_request(b"{}") * 3)
+    assert transport.value().count(b"HTTP/1.1 200") == 3
+    assert len(asked) == 1
