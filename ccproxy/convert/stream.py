@@ -4,8 +4,9 @@ Feed it decoded upstream chunks; it returns Anthropic events as C{(name, payload
 pairs, ready to encode. One content block is open at a time and indices are
 contiguous. Reasoning becomes a C{thinking} block closed by one carrier signature.
 Tool calls are buffered per call and emitted, with validated and repaired arguments,
-as soon as each call is complete: when another call starts, when the turn finishes, or
-when the stream ends. A stream that ends without a finish is reported as an error,
+as soon as each call is complete: when another call starts and its arguments are whole
+JSON (providers that interleave parallel calls' fragments are waited for), when the turn
+finishes, or when the stream ends. A stream that ends without a finish is reported as an error,
 never as a clean end, so the client does not keep half an answer.
 """
 
@@ -18,6 +19,7 @@ from attrs import define, field
 
 from ccproxy.convert.arguments import parse_arguments, split_concatenated
 from ccproxy.convert.carrier import Carrier, encode_carrier, text_hash
+from ccproxy.convert.fragments import ToolCall, complete_json, merge_detail, starts_new, thought_signature
 from ccproxy.convert.names import ToolIdMap, ToolNameMap, client_tool_id
 from ccproxy.convert.outcome import anthropic_usage, estimate_tokens, stop_reason
 from ccproxy.errors import ApiError, error_payload, from_upstream
@@ -29,17 +31,6 @@ Event = tuple[str, dict[str, Any]]
 TRUNCATED = "upstream stream ended unexpectedly (no finish_reason, no [DONE])"
 _REDACTED = "[REDACTED]"
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-
-@define
-class _Call:
-    """One tool call being assembled from fragments."""
-
-    id: str | None
-    name: str | None = None
-    arguments: list[str] = field(factory=list)
-    emitted: bool = False
-    signature: str | None = None
 
 
 @define
@@ -67,7 +58,7 @@ class StreamConverter:
     _open: str | None = None
     _thinking: list[str] = field(factory=list)
     _details: list[dict[str, Any]] = field(factory=list)
-    _calls: dict[object, _Call] = field(factory=dict)
+    _calls: dict[object, ToolCall] = field(factory=dict)
     _by_index: dict[int, object] = field(factory=dict)
     _last_key: object = None
     _seen_ids: set[str] = field(factory=set)
@@ -162,7 +153,8 @@ class StreamConverter:
 
     def _open_block(self, kind: str, block: dict[str, Any], events: list[Event]) -> None:
         self._close_block(events)
-        self._flush_calls(events)
+        if kind != "tool_use":  # text or thinking after calls: they are all finished
+            self._flush_calls(events)
         self._open = kind
         events.append(
             ("content_block_start", {"type": "content_block_start", "index": self._index, "content_block": block})
@@ -204,7 +196,7 @@ class StreamConverter:
         self._thinking_text(text, events)
         for detail in details:
             if isinstance(detail, dict):
-                _merge_detail(self._details, detail)
+                merge_detail(self._details, detail)
 
     def _text(self, text: str, events: list[Event]) -> None:
         if self._open != "text":
@@ -223,16 +215,16 @@ class StreamConverter:
         arguments = function.get("arguments")
         key = self._call_key(fragment.get("index"), call_id or None, name)
         if key != self._last_key:
-            self._flush_calls(events)  # a new call starts: the previous ones are complete
+            self._flush_finished_calls(key, events)
             self._last_key = key
         call = self._calls.get(key)
         if call is None:
-            call = self._calls[key] = _Call(call_id or None)
+            call = self._calls[key] = ToolCall(call_id or None)
         if call_id and not call.id:
             call.id = call_id
         if name and not call.name:
             call.name = name
-        signature = _thought_signature(fragment)
+        signature = thought_signature(fragment)
         if signature and not call.signature:
             call.signature = signature
         if isinstance(arguments, str):
@@ -244,14 +236,14 @@ class StreamConverter:
         """Which call a fragment continues (PROTOCOL.md H.6 step 4).
 
         With an index: the call that index stands for, unless the fragment starts
-        another call there (L{_starts_new}); later fragments of that index then go to the
+        another call there (L{starts_new}); later fragments of that index then go to the
         new call. Without one (Gemini): the call with the same id, else the last call
         unless the fragment starts another.
         """
         if isinstance(index, int) and not isinstance(index, bool):
             key = self._by_index.get(index, ("index", index))
             known = self._calls.get(key)
-            if known is not None and _starts_new(known, call_id, name):
+            if known is not None and starts_new(known, call_id, name):
                 key = self._by_index[index] = ("id", call_id or len(self._calls))
             return key
         if call_id:
@@ -259,9 +251,26 @@ class StreamConverter:
                 if known.id == call_id:
                     return key
         last = self._calls.get(self._last_key)
-        if last is not None and not _starts_new(last, call_id, name):
+        if last is not None and not starts_new(last, call_id, name):
             return self._last_key  # arguments may come before the id and name
         return ("id", call_id) if call_id else ("anonymous", len(self._calls))
+
+    def _flush_finished_calls(self, current: object, events: list[Event]) -> None:
+        """Another call's fragment arrived: emit, in order, the calls before it whose
+        arguments are whole JSON.
+
+        Usually that is every earlier call. A provider that interleaves the fragments of
+        parallel calls (0, 1, 0, 1) leaves a call incomplete when the next one starts; it
+        and the calls after it wait for their remaining fragments (or the end of the
+        stream), so no fragment arrives for a call already sent and none is lost.
+        """
+        for key, call in self._calls.items():
+            if call.emitted:
+                continue
+            if key == current or not complete_json(call.arguments):
+                return
+            call.emitted = True
+            self._emit_call(call, events)
 
     def _flush_calls(self, events: list[Event]) -> None:
         for call in self._calls.values():
@@ -269,7 +278,7 @@ class StreamConverter:
                 call.emitted = True
                 self._emit_call(call, events)
 
-    def _emit_call(self, call: _Call, events: list[Event]) -> None:
+    def _emit_call(self, call: ToolCall, events: list[Event]) -> None:
         raw = "".join(call.arguments)
         texts = split_concatenated(raw) if raw.count("{") > 1 else [raw]
         for number, text in enumerate(texts):
@@ -351,50 +360,3 @@ class StreamConverter:
                 status = 429
         body = _dumps({"error": error}).encode("utf-8", "backslashreplace")
         return from_upstream(status, body, {}, self.provider, secrets=self.secrets)
-
-
-def _starts_new(call: _Call, call_id: str | None, name: str | None) -> bool:
-    """Whether a fragment begins a call other than C{call}: another id, or a second name."""
-    if call_id and call.id and call_id != call.id:
-        return True
-    return bool(name and call.name and _complete_json(call.arguments))
-
-
-def _thought_signature(fragment: dict[str, Any]) -> str | None:
-    """Gemini's C{extra_content.google.thought_signature} of a tool-call fragment."""
-    extra = fragment.get("extra_content")
-    google = extra.get("google") if isinstance(extra, dict) else None
-    signature = google.get("thought_signature") if isinstance(google, dict) else None
-    return signature if isinstance(signature, str) and signature else None
-
-
-def _merge_detail(details: list[dict[str, Any]], detail: dict[str, Any]) -> None:
-    """Add a streamed C{reasoning_details} item, merging C{reasoning.text} fragments.
-
-    OpenRouter streams one reasoning text as many fragments, its signature in the last
-    one; it wants the whole item back, as its non-streaming answer gives it.
-    """
-    last = details[-1] if details else None
-    if (
-        last is None
-        or not detail.get("type") == last.get("type") == "reasoning.text"
-        or detail.get("index") != last.get("index")
-    ):
-        details.append(dict(detail))
-        return
-    if detail.get("text"):
-        last["text"] = f"{last.get('text') or ''}{detail['text']}"
-    for key in ("signature", "format"):
-        if detail.get(key) and not last.get(key):
-            last[key] = detail[key]
-
-
-def _complete_json(fragments: list[str]) -> bool:
-    """Whether a call's arguments so far already form one whole JSON object."""
-    text = "".join(fragments).strip()
-    if not text.endswith("}"):
-        return False
-    try:
-        return isinstance(json.loads(text), dict)
-    except ValueError:
-        return False

@@ -366,6 +366,34 @@ def test_h11_8_parallel_calls(count: int) -> None:
     assert result["stop_reason"] == "tool_use"
 
 
+def test_h11_8_fragments_of_parallel_calls_interleaved_across_chunks() -> None:
+    """A provider that alternates between parallel calls mid-arguments (0, 1, 0, 1) loses no
+    fragment: a call that is not whole yet waits, and the calls keep their order."""
+    chunks = [
+        calls(call(0, "call_a", "Read", '{"file_')),
+        calls(call(1, "call_b", "Bash", '{"comm')),
+        calls(call(0, arguments='path":"/a"}')),
+        calls(call(1, arguments='and":"ls"}')),
+        chunk(finish="tool_calls"),
+    ]
+    result = message(chunks)
+    assert tool_uses(result) == [("call_a", "Read", {"file_path": "/a"}), ("call_b", "Bash", {"command": "ls"})]
+
+
+def test_h11_8_a_whole_call_still_goes_out_when_the_next_one_starts() -> None:
+    """The usual order (each call's fragments together) emits a call as soon as the next starts;
+    one whose arguments never complete is repaired at the end, before the calls after it."""
+    converter = make_converter()
+    converter.start()
+    assert converter.feed(calls(call(0, "call_a", "Read", '{"file_path":"/a"}'))) == []
+    assert [e for e, _ in converter.feed(calls(call(1, "call_b", "Bash", '{"command":"l')))] == [
+        "content_block_start", "content_block_delta", "content_block_stop"]
+    assert converter.feed(calls(call(2, "call_c", "Read", '{"file_path":"/c"}'))) == []  # call_b is not whole
+    events = converter.feed(chunk(finish="tool_calls")) + converter.finish(True)
+    starts = [p["content_block"]["id"] for e, p in events if e == "content_block_start"]
+    assert starts == ["call_b", "call_c"]
+
+
 def test_h11_8_text_before_and_after_calls_and_reasoning_after_a_call() -> None:
     """Blocks keep their upstream order: text, call, reasoning, text, call."""
     result = message([chunk({"content": "First."}), calls(call(0, "call_a", "Read", "{}")),
