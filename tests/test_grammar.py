@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -378,3 +379,27 @@ def test_final_message_checks_grammar() -> None:
         final_message([start(), text_start(1)])
     with pytest.raises(GrammarError, match="end of stream"):
         final_message(TEXT_STREAM[:-1])
+
+
+@pytest.mark.parametrize("stream", ["TEXT_STREAM", "THINKING_TOOL_STREAM", "PARALLEL_TOOLS_STREAM"])
+def test_final_message_unchecked_and_consuming_builds_the_same_message(stream: str) -> None:
+    """The non-streaming response's fast path (no grammar pass, no copies) gives the same message."""
+
+    events = globals()[stream]
+    assert final_message(copy.deepcopy(events), keep_events=False, checked=False) == final_message(events)
+
+
+def test_message_sink_answers_500_when_assembly_fails() -> None:
+    """A converter bug that breaks assembly is a clean Anthropic 500, not an unhandled error."""
+    from twisted.web.test.requesthelper import DummyRequest
+
+    from ccproxy.web.sinks import MessageSink
+
+    request = DummyRequest([b""])
+    sink = MessageSink(request, "req_1")
+    sink.events([("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                          "delta": {"type": "text_delta", "text": "x"}}),
+                 ("content_block_stop", {"type": "content_block_stop", "index": 0})])
+    sink.end()
+    assert request.responseCode == 500
+    assert json.loads(b"".join(request.written))["error"]["type"] == "api_error"

@@ -91,14 +91,14 @@ class MessageSink:
 
     def end(self) -> None:
         try:
-            message = final_message(self._events, keep_events=False)
+            message = final_message(self._events, keep_events=False, checked=False)
         except StreamErrorEvent as failed:
             kind = str(failed.error.get("type", "api_error"))
             error = ApiError(_STATUS_FOR_TYPE.get(kind, 500), kind, str(failed.error.get("message", "")))
             write_error(self._request, error, self._request_id)
             return
-        except GrammarError as wrong:
-            _log.error("converted stream broke the grammar: {error}", error=str(wrong))
+        except (GrammarError, LookupError, TypeError, ValueError) as wrong:  # a converter bug, not the upstream's
+            _log.error("could not assemble the converted stream: {error!r}", error=wrong)
             error = ApiError(500, "api_error", "ccproxy produced an invalid message; see its log")
             write_error(self._request, error, self._request_id)
             return
