@@ -141,35 +141,29 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_fake_upstream(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """Start C{bench.fake_upstream} on a free port; return it and the port."""
-    process = _spawn(
-        [sys.executable, "-m", "bench.fake_upstream", "--port", "0", "--max-seconds", "3600"],
-        env=None, cwd=REPO, log=tmp / "fake_upstream.log", stdout_pipe=True,
-    )
+def _start_ready(command: list[str], tmp: Path, log_name: str, what: str) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a helper server that prints C{READY <port>} once it listens; return it and the port."""
+    process = _spawn(command, env=None, cwd=REPO, log=tmp / log_name, stdout_pipe=True)
     assert process.stdout is not None
     ready, _, _ = select.select([process.stdout], [], [], 20)
     line = process.stdout.readline().decode() if ready else ""
     if not line.startswith("READY "):
         _stop(process)
-        raise RuntimeError(f"the fake upstream did not start (see {tmp / 'fake_upstream.log'})")
+        raise RuntimeError(f"{what} did not start (see {tmp / log_name})")
     return process, int(line.split()[1])
+
+
+def start_fake_upstream(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """Start C{bench.fake_upstream} on a free port; return it and the port."""
+    command = [sys.executable, "-m", "bench.fake_upstream", "--port", "0", "--max-seconds", "3600"]
+    return _start_ready(command, tmp, "fake_upstream.log", "the fake upstream")
 
 
 def start_floor(tmp: Path, upstream_port: int) -> tuple[subprocess.Popen[bytes], int]:
     """Start C{bench.floor} (a bare twisted.web relay) in front of the fake upstream."""
-    process = _spawn(
-        [sys.executable, "-m", "bench.floor", "--port", "0", "--max-seconds", "3600",
-         "--upstream", f"http://127.0.0.1:{upstream_port}{DIRECT_PATH}"],
-        env=None, cwd=REPO, log=tmp / "floor.log", stdout_pipe=True,
-    )
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], 20)
-    line = process.stdout.readline().decode() if ready else ""
-    if not line.startswith("READY "):
-        _stop(process)
-        raise RuntimeError(f"the floor relay did not start (see {tmp / 'floor.log'})")
-    return process, int(line.split()[1])
+    command = [sys.executable, "-m", "bench.floor", "--port", "0", "--max-seconds", "3600",
+               "--upstream", f"http://127.0.0.1:{upstream_port}{DIRECT_PATH}"]
+    return _start_ready(command, tmp, "floor.log", "the floor relay")
 
 
 def _twistd() -> str:
