@@ -15,7 +15,7 @@ from twisted.web.server import Request
 
 from ccproxy.convert.stream import Event
 from ccproxy.errors import ERROR_TYPES, ApiError
-from ccproxy.grammar import GrammarError, StreamErrorEvent, final_message
+from ccproxy.grammar import StreamErrorEvent, final_message
 from ccproxy.sse import encode_event
 from ccproxy.web.errors import write_error, write_json
 
@@ -97,7 +97,7 @@ class MessageSink:
             error = ApiError(_STATUS_FOR_TYPE.get(kind, 500), kind, str(failed.error.get("message", "")))
             write_error(self._request, error, self._request_id)
             return
-        except (GrammarError, LookupError, TypeError, ValueError) as wrong:  # a converter bug, not the upstream's
+        except (LookupError, TypeError, ValueError) as wrong:  # a converter bug, not the upstream's
             _log.error("could not assemble the converted stream: {error!r}", error=wrong)
             error = ApiError(500, "api_error", "ccproxy produced an invalid message; see its log")
             write_error(self._request, error, self._request_id)
