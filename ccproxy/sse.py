@@ -59,6 +59,15 @@ class SSEParser:
             exceed the size cap.
         """
         pending = self._pending
+        if not pending and not self._data and self._event is None and _one_data_event(chunk):
+            # The usual read, one per HTTP chunk: exactly one "data: ...\n\n" event. The
+            # same as the general path below, without splitting lines.
+            value = chunk[6:-2]
+            if not value:
+                return []  # an empty data buffer dispatches nothing
+            self._grow(len(value))
+            self._size = 0
+            return [SSEEvent(None, value.decode("utf-8", "replace"))]
         if pending and b"\n" not in chunk and b"\r" not in chunk and not pending[-1].endswith(b"\r"):
             # The line only grows: keep the piece (joining now would copy it every read).
             pending.append(chunk)
@@ -117,6 +126,11 @@ class SSEParser:
         self._pending = []
         self._length = 0
         return events
+
+
+def _one_data_event(chunk: bytes) -> bool:
+    """Whether C{chunk} is C{data: <payload>\\n\\n} with no other line end in it."""
+    return chunk[:6] == b"data: " and chunk.find(b"\n") == len(chunk) - 2 and chunk[-1:] == b"\n" and b"\r" not in chunk
 
 
 _EVENT_NAMES = (

@@ -142,6 +142,34 @@ def test_h11_11_any_split_gives_the_same_events(
     assert parse(*pieces) == [SSEEvent(name, value) for name, value in events]
 
 
+@settings(max_examples=100, deadline=None)
+@given(events=STREAM, comments=st.lists(st.booleans(), max_size=8))
+def test_one_event_per_read_gives_the_same_events_as_byte_by_byte(
+    events: list[tuple[str | None, str]], comments: list[bool]
+) -> None:
+    """Reads holding exactly one event (the usual upstream framing, parsed on a shorter path)
+    give what the same bytes fed one at a time give, with names and comments in between."""
+    reads = []
+    for number, (name, value) in enumerate(events):
+        if number < len(comments) and comments[number]:
+            reads.append(b": keep-alive\n")
+        reads.append((f"event: {name}\n" if name else "").encode() + f"data: {value}\n\n".encode())
+    raw = b"".join(reads)
+    assert parse(*reads) == parse(*[raw[i : i + 1] for i in range(len(raw))])
+    assert parse(*reads) == [SSEEvent(name, value) for name, value in events]
+
+
+def test_size_cap_on_whole_event_reads() -> None:
+    """One whole event per read is capped too, counting comment lines since the last event."""
+    with pytest.raises(SSEError):
+        SSEParser(max_event_bytes=10).feed(b"data: 0123456789ab\n\n")
+    parser = SSEParser(max_event_bytes=10)
+    parser.feed(b": 0123456\n")
+    with pytest.raises(SSEError):
+        parser.feed(b"data: 0123\n\n")
+    assert datas(b"data: \n\n", b"data: x\n\n") == ["x"]
+
+
 # Encoder
 
 
