@@ -273,6 +273,15 @@ def _make_converter() -> cattrs.Converter:
         float, lambda v, _: float(_strict((int, float), "a number")(v, _))  # type: ignore[arg-type]
     )
     _exactly(converter, JSONObject, _strict(dict, "an object"))
+    # Hooks looked up once: converter.structure() finds the hook for a type on every call,
+    # hashing generic aliases such as list[Block] (about 2 us, for every message).
+    hooks: dict[Any, Any] = {}
+
+    def hook_for(annotation: Any) -> Any:
+        found = hooks.get(annotation)
+        if found is None:
+            found = hooks[annotation] = converter.get_structure_hook(annotation)
+        return found
 
     def structure_block(value: Any, _: Any) -> Block:
         if not isinstance(value, dict):
@@ -280,7 +289,7 @@ def _make_converter() -> cattrs.Converter:
         kind = value.get("type")
         cls = _BLOCK_CLASSES.get(kind) if isinstance(kind, str) else None
         if cls is not None:
-            return converter.structure(value, cls)  # type: ignore[no-any-return]
+            return hook_for(cls)(value, cls)  # type: ignore[no-any-return]
         if kind in SERVER_TOOL_BLOCK_TYPES:
             return ServerToolBlock(type=kind, raw=dict(value))
         raise _OwnTypeError(f"unknown content block type {kind!r}")
@@ -289,7 +298,7 @@ def _make_converter() -> cattrs.Converter:
         if isinstance(value, str):
             return value
         if isinstance(value, list):
-            blocks: list[Block] = converter.structure(value, list[Block])
+            blocks: list[Block] = hook_for(list[Block])(value, list[Block])
             return blocks
         raise _OwnTypeError(f"expected a string or a list of content blocks, got {type(value).__name__}")
 
@@ -300,7 +309,7 @@ def _make_converter() -> cattrs.Converter:
         if value is None or isinstance(value, str):
             return value
         if isinstance(value, list):
-            texts: list[TextBlock] = converter.structure(value, list[TextBlock])
+            texts: list[TextBlock] = hook_for(list[TextBlock])(value, list[TextBlock])
             return texts
         raise _OwnTypeError(f"expected a string or a list of text blocks, got {type(value).__name__}")
 
