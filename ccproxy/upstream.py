@@ -21,8 +21,9 @@ from typing import Any
 
 from attrs import define, field
 from hyperlink import EncodedURL
+from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.web.client import URI, Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
 from twisted.web.error import SchemeNotSupported
@@ -74,6 +75,10 @@ class ReusedEndpoints:
     C{Agent} asks for an endpoint on every request, and the standard factory builds a new
     C{HostnameEndpoint} (plus its TLS wrapper) each time, although the pool uses it only
     when it must open a new connection. Endpoints can connect any number of times.
+
+    An IP address (a local Ollama, vLLM or LM Studio at 127.0.0.1 or on the LAN) gets a
+    plain TCP endpoint: C{HostnameEndpoint} would resolve even an address with
+    C{getaddrinfo} in a thread for every new connection.
     """
 
     def __init__(self, reactor: Any, connect_timeout: float) -> None:
@@ -88,11 +93,19 @@ class ReusedEndpoints:
         if endpoint is None:
             if uri.scheme not in (b"http", b"https"):
                 raise SchemeNotSupported(f"unsupported scheme: {uri.scheme!r}")
-            endpoint = HostnameEndpoint(self._reactor, uri.host, uri.port, timeout=self._connect_timeout)
+            endpoint = self._tcp(uri.host.decode("ascii"), uri.port)
             if uri.scheme == b"https":
                 endpoint = wrapClientTLS(self._tls_policy.creatorForNetloc(uri.host, uri.port), endpoint)
             self._endpoints[key] = endpoint
         return endpoint
+
+    def _tcp(self, host: str, port: int) -> IStreamClientEndpoint:
+        timeout = self._connect_timeout
+        if isIPAddress(host):
+            return TCP4ClientEndpoint(self._reactor, host, port, timeout=timeout)
+        if isIPv6Address(host):
+            return TCP6ClientEndpoint(self._reactor, host, port, timeout=timeout)
+        return HostnameEndpoint(self._reactor, host, port, timeout=timeout)
 
 
 def request_target(url: str) -> bytes:

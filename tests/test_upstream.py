@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.web.client import URI
@@ -51,7 +51,12 @@ def test_endpoints_are_built_once_per_origin() -> None:
     secure = endpoints.endpointForURI(URI.fromBytes(b"https://127.0.0.1:8000/v1/chat/completions"))
     assert first is again
     assert other is not first
-    assert isinstance(first, HostnameEndpoint)
-    assert not isinstance(secure, HostnameEndpoint)  # wrapped in TLS
+    assert isinstance(first, TCP4ClientEndpoint)  # an address: no name resolution per connection
+    assert not isinstance(secure, TCP4ClientEndpoint)  # wrapped in TLS
+    assert isinstance(endpoints.endpointForURI(URI.fromBytes(b"http://[::1]:8000/v1")), TCP6ClientEndpoint)
+    secure_named = endpoints.endpointForURI(URI.fromBytes(b"https://api.example.com/v1"))
+    assert not isinstance(secure_named, HostnameEndpoint)  # a HostnameEndpoint wrapped in TLS
+    named = endpoints.endpointForURI(URI.fromBytes(b"http://localhost:8000/v1"))
+    assert isinstance(named, HostnameEndpoint)
     with pytest.raises(SchemeNotSupported):
         endpoints.endpointForURI(URI.fromBytes(b"ftp://127.0.0.1/x"))
