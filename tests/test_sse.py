@@ -105,16 +105,27 @@ def test_invalid_utf8_is_replaced() -> None:
     assert datas(b"data: \xff\n\n") == ["\ufffd"]
 
 
-def test_size_cap() -> None:
+@pytest.mark.parametrize(
+    "reads",
+    [
+        [b"data: 0123456789ab\n"],  # one line
+        [b"data: 0123456789ab"],  # an unterminated line
+        [b"data: 01234\n", b"data: 56789ab\n"],  # the lines of one event
+        [b"data: 0123456789ab\n\n"],  # a whole event in one read (the parser's short path)
+        [b": 0123456\n", b"data: 0123\n\n"],  # comment lines count until the next event
+    ],
+)
+def test_size_cap(reads: list[bytes]) -> None:
     """An event or an unterminated line beyond the cap is an L{SSEError}, not unbounded memory."""
-    with pytest.raises(SSEError):
-        SSEParser(max_event_bytes=10).feed(b"data: 0123456789ab\n")
-    with pytest.raises(SSEError):
-        SSEParser(max_event_bytes=10).feed(b"data: 0123456789ab")
     parser = SSEParser(max_event_bytes=10)
-    parser.feed(b"data: 01234\n")
+    for read in reads[:-1]:
+        parser.feed(read)  # within the cap so far
     with pytest.raises(SSEError):
-        parser.feed(b"data: 56789ab\n")
+        parser.feed(reads[-1])
+
+
+def test_empty_data_in_a_whole_event_read_dispatches_nothing() -> None:
+    assert datas(b"data: \n\n", b"data: x\n\n") == ["x"]
 
 
 STREAM = st.lists(
@@ -157,17 +168,6 @@ def test_one_event_per_read_gives_the_same_events_as_byte_by_byte(
     raw = b"".join(reads)
     assert parse(*reads) == parse(*[raw[i : i + 1] for i in range(len(raw))])
     assert parse(*reads) == [SSEEvent(name, value) for name, value in events]
-
-
-def test_size_cap_on_whole_event_reads() -> None:
-    """One whole event per read is capped too, counting comment lines since the last event."""
-    with pytest.raises(SSEError):
-        SSEParser(max_event_bytes=10).feed(b"data: 0123456789ab\n\n")
-    parser = SSEParser(max_event_bytes=10)
-    parser.feed(b": 0123456\n")
-    with pytest.raises(SSEError):
-        parser.feed(b"data: 0123\n\n")
-    assert datas(b"data: \n\n", b"data: x\n\n") == ["x"]
 
 
 # Encoder
