@@ -1,7 +1,7 @@
 """ccproxy against the direct upstream, in one run: C{python -m bench.run [--quick] [--json out.json]}.
 
-Starts C{bench/fake_upstream.py} and the real daemon (C{twistd -n --pidfile= ccproxy}) on free
-127.0.0.1 ports, measures latency, streaming, throughput, CPU, memory and start-up, prints a
+Starts C{bench/fake_upstream.py} and the real daemon (C{twistd -n --pidfile= ccproxy}, launched
+as C{ccproxy start} does) on free 127.0.0.1 ports, measures latency, streaming, throughput, CPU, memory and start-up, prints a
 table and writes the numbers as JSON (default C{bench/results.json}). Every child process is
 stopped in a C{finally}, dies with this process (C{PR_SET_PDEATHSIG}), and every wait has a
 timeout. See C{bench/README.md} for what each number means.
@@ -166,13 +166,6 @@ def start_floor(tmp: Path, upstream_port: int) -> tuple[subprocess.Popen[bytes],
     return _start_ready(command, tmp, "floor.log", "the floor relay")
 
 
-def _twistd() -> str:
-    beside = Path(sys.executable).parent / "twistd"
-    if beside.exists():
-        return str(beside)
-    raise RuntimeError(f"no twistd beside {sys.executable}: run with .venv/bin/python (make bench)")
-
-
 def proxy_environment(upstream_port: int, tmp: Path) -> dict[str, str]:
     """The daemon's environment: no ccproxy variables from the caller, a private HOME, and a
     private bytecode cache (so start-up is that of an installed proxy, whatever
@@ -188,8 +181,11 @@ def proxy_environment(upstream_port: int, tmp: Path) -> dict[str, str]:
 
 
 def proxy_command(port: int) -> list[str]:
-    """The daemon's command line: as C{ccproxy start} runs it (its log observer), but in the foreground."""
-    return [_twistd(), "-n", "--pidfile=", "--logger", "ccproxy.logs.daemon_log_observer", "ccproxy", "--port", str(port)]
+    """The daemon's command line: as C{ccproxy start} runs it (its launcher and log observer), but
+    in the foreground."""
+    from ccproxy.daemon import twistd_argv
+
+    return twistd_argv(["-n", "--pidfile=", "--logger", "ccproxy.logs.daemon_log_observer"], ["--port", str(port)])
 
 
 def spawn_proxy(port: int, upstream_port: int, tmp: Path, name: str,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from twisted.application.service import IService
@@ -52,10 +53,13 @@ class Options(usage.Options):
 
 def makeService(options: Any) -> IService:  # noqa: N802
     """The service twistd runs."""
-    from ccproxy.service import makeService as make
-    from ccproxy.service import tune_garbage_collector
+    gc.disable()  # until tune_garbage_collector: see there
+    try:
+        from ccproxy.service import makeService as make
 
-    settings: Settings = options["settings"]
-    service = make(settings)
-    tune_garbage_collector()  # before twistd forks into the background, as gc.freeze() advises
-    return service
+        settings: Settings = options["settings"]
+        return make(settings)
+    finally:
+        from ccproxy.service import tune_garbage_collector
+
+        tune_garbage_collector()  # before twistd forks into the background, as gc.freeze() advises
