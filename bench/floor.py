@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
-from twisted.internet import reactor
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool
@@ -27,7 +27,17 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from ccproxy.upstream import BytesBody
 
-__all__ = ["main"]
+__all__ = ["main", "static_server_command"]
+
+
+def static_server_command(port: int, docroot: Path) -> list[str]:
+    """The cold-start floor: twistd's own C{web} plugin serving C{docroot} on C{port}, launched
+    the way C{ccproxy start} launches ccproxy. It imports what any twistd web service on
+    this stack imports (twistd, twisted.web, endpoints with TLS) and nothing of ccproxy."""
+    from ccproxy.daemon import TWISTD
+
+    listen = f"tcp:{port}:interface=127.0.0.1"
+    return [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "web", "--listen", listen, "--path", str(docroot)]
 
 
 class _Pipe(Protocol):
@@ -85,14 +95,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upstream", required=True, help="the upstream's chat completions URL")
     parser.add_argument("--max-seconds", type=float, default=3600, help="stop after this long")
     args = parser.parse_args(argv)
+    from twisted.internet import reactor  # here: bench.run imports this module for its commands
+
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = 64
     site = Site(_Relay(Agent(reactor, pool=pool), args.upstream.encode()))
     site.log = lambda request: None  # type: ignore[method-assign]
     port = reactor.listenTCP(args.port, site, interface="127.0.0.1")  # type: ignore[attr-defined]
     print(f"READY {port.getHost().port}", flush=True)
-    reactor.callLater(args.max_seconds, reactor.stop)  # type: ignore[attr-defined]
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.callLater(args.max_seconds, reactor.stop)
+    reactor.run()
     return 0
 
 
