@@ -534,12 +534,12 @@ def openai_body(model: str, *, stream: bool, small: bool = False) -> bytes:
     so the fake upstream receives exactly the same bytes from both columns. (ccproxy always
     streams from the upstream, so the body always has C{stream: true}, whatever C{stream} is.)
     """
-    from ccproxy.anthropic import parse_messages_request
     from ccproxy.config import Settings
     from ccproxy.convert.request import convert_request
     from ccproxy.openai import to_json
     from ccproxy.providers import profile_for
     from ccproxy.routing import Router
+    from ccproxy.validation import parse_messages_request
 
     settings = Settings(openai_base_url="http://127.0.0.1:1/v1")
     parsed = parse_messages_request(json.loads(anthropic_body(model, stream=stream, small=small)))

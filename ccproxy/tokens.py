@@ -26,7 +26,7 @@ from ccproxy import jsonio
 from ccproxy.estimator import JoinedEstimate, estimate_text_tokens
 from ccproxy.media import PDF_PAGE_TOKENS, image_tokens, pdf_pages
 
-__all__ = ["TokenCounter", "estimate_text_tokens"]
+__all__ = ["TokenCounter", "BodyTexts", "PartText", "ToolText", "estimate_text_tokens", "message_text", "tool_text"]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -162,7 +162,69 @@ class _RequestText:
             self.fixed += PDF_PAGE_TOKENS
 
 
-def _collect(body: dict[str, Any]) -> _RequestText:
+@attrs.frozen
+class PartText:
+    """What one message or tool definition adds to a request's count, on its own.
+
+    @ivar texts: its texts, in request order.
+    @ivar fixed: tokens known without tokenizing (framing, images).
+    @ivar tool_names: the tools it calls or loads (a deferred tool counts only once one of these names it).
+    """
+
+    texts: tuple[str, ...]
+    fixed: int
+    tool_names: frozenset[str] = frozenset()
+
+
+@attrs.frozen
+class ToolText:
+    """One tool definition's part of the count, and whether it counts only once loaded (C{defer_loading})."""
+
+    name: object
+    deferred: bool
+    part: PartText
+
+
+def message_text(message: object) -> PartText:
+    """What one entry of C{messages} adds to the count (nothing, if it is not an object)."""
+    if not isinstance(message, dict):
+        return PartText((), 0)
+    found = _RequestText(fixed=_MESSAGE_TOKENS)
+    found.add_content(message.get("content"))
+    return PartText(tuple(found.texts), found.fixed, frozenset(found.tool_names))
+
+
+def tool_text(tool: object) -> ToolText | None:
+    """What one entry of C{tools} adds to the count once it reaches the model (None if it is not an object)."""
+    if not isinstance(tool, dict):
+        return None
+    found = _RequestText(fixed=_TOOL_TOKENS)
+    name = tool.get("name")
+    found.add(name)
+    found.add(tool.get("description"))
+    if "input_schema" in tool:
+        found.add_json(tool["input_schema"])
+    return ToolText(name, bool(tool.get("defer_loading")), PartText(tuple(found.texts), found.fixed))
+
+
+@attrs.frozen
+class BodyTexts:
+    """The counting parts of a body's C{messages} and C{tools}, one per entry (see L{ccproxy.parts})."""
+
+    messages: tuple[PartText, ...]
+    tools: tuple[ToolText | None, ...]
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> BodyTexts:
+        messages = body.get("messages")
+        tools = body.get("tools")
+        return cls(
+            tuple(message_text(m) for m in messages) if isinstance(messages, list) else (),
+            tuple(tool_text(t) for t in tools) if isinstance(tools, list) else (),
+        )
+
+
+def _collect(body: dict[str, Any], parts: BodyTexts) -> _RequestText:
     """Gather the texts and fixed token costs of a Messages request body."""
     found = _RequestText(fixed=_REPLY_TOKENS)
     system = body.get("system")
@@ -175,24 +237,16 @@ def _collect(body: dict[str, Any]) -> _RequestText:
             # The attribution block is dropped before the request goes upstream (PROTOCOL.md H.1).
             if isinstance(block, dict) and not str(block.get("text", "")).startswith(_BILLING_PREFIX):
                 found.add(block.get("text"))
-    messages = body.get("messages")
-    for message in messages if isinstance(messages, list) else ():
-        if isinstance(message, dict):
-            found.fixed += _MESSAGE_TOKENS
-            found.add_content(message.get("content"))
-    tools = body.get("tools")
-    for tool in tools if isinstance(tools, list) else ():
-        if not isinstance(tool, dict):
-            continue
-        name = tool.get("name")
+    for message in parts.messages:
+        found.fixed += message.fixed
+        found.texts.extend(message.texts)
+        found.tool_names.update(message.tool_names)
+    for tool in parts.tools:
         # Deferred tools reach the model only once a tool_reference or a call names them (PROTOCOL.md H.3).
-        if tool.get("defer_loading") and name not in found.tool_names:
+        if tool is None or (tool.deferred and tool.name not in found.tool_names):
             continue
-        found.fixed += _TOOL_TOKENS
-        found.add(name)
-        found.add(tool.get("description"))
-        if "input_schema" in tool:
-            found.add_json(tool["input_schema"])
+        found.fixed += tool.part.fixed
+        found.texts.extend(tool.part.texts)
     return found
 
 
@@ -249,14 +303,16 @@ class TokenCounter:
             return self._joined(texts)
         return self.count_text("\n".join(texts))
 
-    def count_request(self, body: dict[str, Any]) -> int:
+    def count_request(self, body: dict[str, Any], parts: BodyTexts | None = None) -> int:
         """
         Count the input tokens of an Anthropic Messages (or count_tokens) request body, as the client sent it.
 
         Covers system, messages (text, tool calls and results, thinking, documents, images) and tools, plus the
         chat-format framing an OpenAI-compatible upstream adds. Malformed parts are skipped, never raised on.
 
+        @param parts: the body's messages and tools already gathered (remembered across requests by
+            L{ccproxy.parts}); gathered here when not given.
         @return: at least 1, so Claude Code never sees an empty context.
         """
-        found = _collect(body)
+        found = _collect(body, BodyTexts.of(body) if parts is None else parts)
         return max(1, found.fixed + self.count_texts(found.texts))

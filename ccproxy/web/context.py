@@ -9,6 +9,7 @@ from attrs import field, frozen
 from ccproxy.adapt import LearnedFixes
 from ccproxy.config import Settings
 from ccproxy.logs import Stats
+from ccproxy.parts import RequestParts
 from ccproxy.providers import Profile
 from ccproxy.routing import Router
 from ccproxy.tokens import TokenCounter
@@ -25,6 +26,7 @@ class Context:
     @ivar tokens: the input-token counter (estimator, or o200k_base when configured).
     @ivar learned: request fixes learned from upstream 400s, per (base URL, model).
     @ivar exchanges: the exchanges running now, so shutdown can drain them.
+    @ivar parts: validated messages and tools remembered across requests (see L{ccproxy.parts}).
     """
 
     settings: Settings
@@ -36,3 +38,4 @@ class Context:
     tokens: TokenCounter = field(factory=TokenCounter)
     learned: LearnedFixes = field(factory=LearnedFixes)
     exchanges: set[Any] = field(factory=set)
+    parts: RequestParts = field(factory=RequestParts)

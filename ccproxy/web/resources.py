@@ -14,16 +14,12 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 import ccproxy
 from ccproxy import jsonio
-from ccproxy.anthropic import (
-    MessagesRequest,
-    RequestError,
-    parse_count_tokens_request,
-    parse_messages_request,
-)
+from ccproxy.anthropic import MessagesRequest, RequestError
 from ccproxy.convert.request import convert_request
 from ccproxy.errors import ApiError
 from ccproxy.ids import message_id, request_id
 from ccproxy.logs import RequestRecord, debug_dump, log_request
+from ccproxy.validation import parse_count_tokens_request, parse_messages_request
 from ccproxy.web.auth import UNAUTHORIZED, client_authorized
 from ccproxy.web.context import Context
 from ccproxy.web.errors import write_error, write_json
@@ -203,9 +199,14 @@ class Messages(ClientRequest):
     """C{POST /v1/messages}: convert, call upstream, stream or assemble the answer."""
 
     def handle(self, request: Request, rid: str, body: Any) -> None:
-        parsed = parse_messages_request(body)
         context = self._context
-        input_estimate = context.tokens.count_request(body)
+        parts = context.parts.split(body)
+        if parts is None:  # something is invalid: the whole body's validation says what, and where
+            parsed = parse_messages_request(body)
+            input_estimate = context.tokens.count_request(body)
+        else:
+            parsed = parse_messages_request(body, messages=parts.messages, tools=parts.tools)
+            input_estimate = context.tokens.count_request(body, parts.texts)
         if parsed.max_tokens == 0:
             write_json(request, 200, _empty_message(parsed, input_estimate))
             return

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ccproxy.anthropic import MessagesRequest, parse_messages_request
+from ccproxy.anthropic import MessagesRequest
 from ccproxy.convert.carrier import decode_carrier
 from ccproxy.convert.names import ToolIdMap, ToolNameMap
 from ccproxy.convert.request import Conversion, convert_request
@@ -17,6 +17,7 @@ from ccproxy.errors import ApiError
 from ccproxy.openai import ChatMessage
 from ccproxy.providers import PROFILES
 from ccproxy.sse import SSEError, SSEParser
+from ccproxy.validation import parse_messages_request
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 CLIENT_MODEL = "claude-opus-5-5"

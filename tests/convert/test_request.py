@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from ccproxy.anthropic import RequestError, parse_messages_request
+from ccproxy.anthropic import RequestError
 from ccproxy.convert.carrier import Carrier, encode_carrier
 from ccproxy.convert.messages import EMPTY_CONVERSATION, INTERRUPTED, NO_OUTPUT
 from ccproxy.convert.names import upstream_tool_name
@@ -35,6 +35,7 @@ from ccproxy.openai import (
     to_json,
 )
 from ccproxy.providers import PROFILES
+from ccproxy.validation import parse_messages_request
 from tests.convert.helpers import anthropic_body, assert_openai_valid, convert
 
 FIXTURES = [
@@ -726,9 +727,9 @@ PROFILE_IDS = {name: r"[a-zA-Z0-9_-]+" for name in PROFILES} | {"openai": r"[a-z
 
 def test_images_to_a_model_without_vision_become_a_note() -> None:
     """A known text-only model (codestral) gets a note instead of image parts."""
-    from ccproxy.anthropic import parse_messages_request
     from ccproxy.convert.request import convert_request
     from ccproxy.providers import PROFILES
+    from ccproxy.validation import parse_messages_request
 
     image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
     request = parse_messages_request(

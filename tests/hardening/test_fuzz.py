@@ -502,7 +502,7 @@ async def test_slow_loris_upload_does_not_hold_up_other_clients(harness: Any, re
 
 def test_the_base_body_is_valid() -> None:
     """The base body the cases break is itself valid, so each case breaks only what it says."""
-    from ccproxy.anthropic import parse_count_tokens_request, parse_messages_request
+    from ccproxy.validation import parse_count_tokens_request, parse_messages_request
 
     parse_messages_request(cases.base())
     parse_count_tokens_request(cases.base(count_tokens=True))

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from ccproxy.adapt import fix_for_error
-from ccproxy.anthropic import OutputConfig, Thinking, parse_messages_request
+from ccproxy.anthropic import OutputConfig, Thinking
 from ccproxy.config import load_settings
 from ccproxy.convert.carrier import Carrier, encode_carrier
 from ccproxy.convert.dialect import (
@@ -39,6 +39,7 @@ from ccproxy.reasoning import (
     openrouter_reasoning,
 )
 from ccproxy.schema import gemini_schema
+from ccproxy.validation import parse_messages_request
 from tests.providers.dialects import (
     BASH_ID,
     DIALECTS,

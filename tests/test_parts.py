@@ -1,0 +1,127 @@
+"""Validated messages and tools remembered across requests (ccproxy.parts)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.requests import claude_code_request
+from ccproxy import jsonio
+from ccproxy.anthropic import RequestError
+from ccproxy.convert.request import convert_request
+from ccproxy.openai import to_dict
+from ccproxy.parts import RequestParts
+from ccproxy.providers import profile_named
+from ccproxy.tokens import TokenCounter
+from ccproxy.validation import parse_messages_request
+
+FIXTURES = Path(__file__).parent / "fixtures"
+BODIES = sorted((FIXTURES / "anthropic").glob("*.json")) + sorted((FIXTURES / "tokens").glob("*.json"))
+
+
+def _body(path: Path) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    body.setdefault("max_tokens", 1024)
+    return body
+
+
+def _bench_body() -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(jsonio.dumps(claude_code_request("bench-model", stream=False)))
+    return body
+
+
+@pytest.mark.parametrize("path", BODIES, ids=lambda p: p.stem)
+def test_split_parses_and_counts_exactly_as_the_whole_body(path: Path) -> None:
+    body = _body(path)
+    parts = RequestParts().split(body)
+    try:
+        parse_messages_request(body)
+    except RequestError:
+        assert parts is None  # (one token-corpus body holds a block type the API does not have)
+        return
+    assert parts is not None
+    assert parse_messages_request(body, messages=parts.messages, tools=parts.tools) == parse_messages_request(body)
+    counter = TokenCounter()
+    assert counter.count_request(body, parts.texts) == counter.count_request(body)
+
+
+def test_a_resent_conversation_reuses_its_messages_and_tools() -> None:
+    memo = RequestParts()
+    first = _bench_body()
+    second = _bench_body()  # the next turn: the same conversation plus a new user message
+    second["messages"].append({"role": "user", "content": "and now run the tests"})
+    one, two = memo.split(first), memo.split(second)
+    assert one is not None and two is not None
+    assert all(a is b for a, b in zip(one.messages, two.messages, strict=False))
+    assert len(two.messages) == len(one.messages) + 1
+    assert all(a is b for a, b in zip(one.tools, two.tools, strict=True))
+    assert one.messages is not two.messages and one.tools is not two.tools  # the lists are each request's own
+
+
+def test_a_changed_message_is_validated_again() -> None:
+    memo = RequestParts()
+    body = _bench_body()
+    first = memo.split(body)
+    body["messages"][0] = {"role": "user", "content": "something else"}
+    second = memo.split(body)
+    assert first is not None and second is not None
+    assert second.messages[0] is not first.messages[0]
+    assert second.messages[0].content == "something else"
+    assert second.messages[1] is first.messages[1]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda body: body["messages"].append({"role": "robot", "content": "hi"}),
+        lambda body: body["messages"].append("not an object"),
+        lambda body: body["tools"].append({"description": "no name"}),
+        lambda body: body.update(tools={"Bash": {}}),
+        lambda body: body.update(messages="hello"),
+    ],
+)
+def test_an_invalid_part_leaves_the_error_to_the_whole_body(change: Any) -> None:
+    body = _bench_body()
+    change(body)
+    assert RequestParts().split(body) is None
+
+
+def test_an_invalid_part_is_not_remembered_as_valid() -> None:
+    memo = RequestParts()
+    body = _bench_body()
+    body["messages"].append({"role": "robot", "content": "hi"})
+    assert memo.split(body) is None
+    assert memo.split(body) is None
+
+
+def test_the_memo_forgets_the_least_recently_used_first() -> None:
+    one, two, three = ({"role": "user", "content": text * 40} for text in "abc")
+    size = len(jsonio.dumps(one))
+    memo = RequestParts(message_bytes=2 * size)
+    for message in (one, two, one, three):  # `one` used again, so `two` is the oldest when `three` arrives
+        memo.split({"messages": [message]})
+    kept = memo.split({"messages": [one]})
+    again = memo.split({"messages": [one]})
+    assert kept is not None and again is not None and kept.messages[0] is again.messages[0]
+    assert len(memo._messages) == 2
+    assert memo._messages.get(jsonio.dumps(two)) is None
+
+
+@pytest.mark.parametrize("profile", ["generic", "openai", "openrouter", "gemini", "mistral", "deepseek", "ollama"])
+def test_converting_a_request_leaves_the_remembered_parts_as_they_were(profile: str) -> None:
+    """The conversion builds new objects: what is remembered is shared with every later request."""
+    memo = RequestParts()
+    body = _bench_body()
+    parts = memo.split(body)
+    assert parts is not None
+    before = copy.deepcopy((parts.messages, parts.tools))
+    parsed = parse_messages_request(body, messages=parts.messages, tools=parts.tools)
+    payload = to_dict(convert_request(parsed, "some-model", profile_named(profile), session_id="s").request)
+    jsonio.dumps(payload)
+    again = memo.split(_bench_body())
+    assert again is not None
+    assert (again.messages, again.tools) == before
