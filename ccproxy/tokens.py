@@ -166,14 +166,20 @@ class _RequestText:
 class PartText:
     """What one message or tool definition adds to a request's count, on its own.
 
-    @ivar texts: its texts, in request order.
+    @ivar text: its texts joined with newlines, as the counter joins a request's texts (None when it has none).
+        One string per part rather than its pieces: the estimator stitches texts together exactly, and a part
+        remembered across requests (L{ccproxy.parts}) keeps the same string, whose hash Python keeps too.
     @ivar fixed: tokens known without tokenizing (framing, images).
     @ivar tool_names: the tools it calls or loads (a deferred tool counts only once one of these names it).
     """
 
-    texts: tuple[str, ...]
+    text: str | None
     fixed: int
     tool_names: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, found: _RequestText) -> PartText:
+        return cls("\n".join(found.texts) if found.texts else None, found.fixed, frozenset(found.tool_names))
 
 
 @attrs.frozen
@@ -188,10 +194,10 @@ class ToolText:
 def message_text(message: object) -> PartText:
     """What one entry of C{messages} adds to the count (nothing, if it is not an object)."""
     if not isinstance(message, dict):
-        return PartText((), 0)
+        return PartText(None, 0)
     found = _RequestText(fixed=_MESSAGE_TOKENS)
     found.add_content(message.get("content"))
-    return PartText(tuple(found.texts), found.fixed, frozenset(found.tool_names))
+    return PartText.of(found)
 
 
 def tool_text(tool: object) -> ToolText | None:
@@ -204,7 +210,7 @@ def tool_text(tool: object) -> ToolText | None:
     found.add(tool.get("description"))
     if "input_schema" in tool:
         found.add_json(tool["input_schema"])
-    return ToolText(name, bool(tool.get("defer_loading")), PartText(tuple(found.texts), found.fixed))
+    return ToolText(name, bool(tool.get("defer_loading")), PartText.of(found))
 
 
 @attrs.frozen
@@ -239,14 +245,16 @@ def _collect(body: dict[str, Any], parts: BodyTexts) -> _RequestText:
                 found.add(block.get("text"))
     for message in parts.messages:
         found.fixed += message.fixed
-        found.texts.extend(message.texts)
+        if message.text is not None:
+            found.texts.append(message.text)
         found.tool_names.update(message.tool_names)
     for tool in parts.tools:
         # Deferred tools reach the model only once a tool_reference or a call names them (PROTOCOL.md H.3).
         if tool is None or (tool.deferred and tool.name not in found.tool_names):
             continue
         found.fixed += tool.part.fixed
-        found.texts.extend(tool.part.texts)
+        if tool.part.text is not None:
+            found.texts.append(tool.part.text)
     return found
 
 
