@@ -5,7 +5,8 @@ Free-form JSON (tool schemas, tool inputs, image sources) stays plain dicts.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar, Union
 
 from attrs import field, frozen
 
@@ -17,6 +18,7 @@ __all__ = [
 ]
 
 JSONObject = dict[str, Any]
+_T = TypeVar("_T")
 
 
 class RequestError(ValueError):
@@ -145,6 +147,16 @@ class Tool:
     input_schema: JSONObject | None = None
     type: str | None = None
     defer_loading: bool = False
+    # What the conversion made of this tool, by what it depended on besides the tool: a tool
+    # is shared by every request that resends it (ccproxy.parts), so it is converted once.
+    _converted: dict[Any, Any] = field(factory=dict, init=False, eq=False, repr=False)
+
+    def converted(self, key: Any, convert: Callable[[Tool, Any], _T]) -> _T:
+        """C{convert(self, key)}, made once per C{key}. Shared by later requests: never edit it."""
+        found: _T | None = self._converted.get(key)
+        if found is None:
+            found = self._converted[key] = convert(self, key)
+        return found
 
     @property
     def is_custom(self) -> bool:

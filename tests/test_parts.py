@@ -7,12 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from bench.requests import claude_code_request
 from ccproxy import jsonio
-from ccproxy.anthropic import RequestError
-from ccproxy.convert.request import convert_request
+from ccproxy.anthropic import RequestError, Tool
+from ccproxy.convert.request import _chat_tool, convert_request
 from ccproxy.openai import to_dict
 from ccproxy.parts import RequestParts
 from ccproxy.providers import profile_named
@@ -113,15 +114,41 @@ def test_the_memo_forgets_the_least_recently_used_first() -> None:
 
 @pytest.mark.parametrize("profile", ["generic", "openai", "openrouter", "gemini", "mistral", "deepseek", "ollama"])
 def test_converting_a_request_leaves_the_remembered_parts_as_they_were(profile: str) -> None:
-    """The conversion builds new objects: what is remembered is shared with every later request."""
+    """The conversion builds new objects, or shares remembered ones it never edits: what is
+    remembered serves every later request."""
     memo = RequestParts()
-    body = _bench_body()
-    parts = memo.split(body)
-    assert parts is not None
-    before = copy.deepcopy((parts.messages, parts.tools))
-    parsed = parse_messages_request(body, messages=parts.messages, tools=parts.tools)
-    payload = to_dict(convert_request(parsed, "some-model", profile_named(profile), session_id="s").request)
-    jsonio.dumps(payload)
-    again = memo.split(_bench_body())
-    assert again is not None
-    assert (again.messages, again.tools) == before
+
+    def payload() -> dict[str, Any]:
+        body = _bench_body()
+        parts = memo.split(body)
+        assert parts is not None
+        parsed = parse_messages_request(body, messages=parts.messages, tools=parts.tools)
+        converted = to_dict(convert_request(parsed, "some-model", profile_named(profile), session_id="s").request)
+        jsonio.dumps(converted)
+        return converted
+
+    first = payload()
+    remembered = memo.split(_bench_body())
+    assert remembered is not None
+    before = copy.deepcopy((remembered.messages, remembered.tools, first))
+    second = payload()
+    assert (remembered.messages, remembered.tools, first) == before
+    assert second == first
+    for tool in remembered.tools:  # what each tool remembers is still what converting it afresh makes
+        for key, made in tool._converted.items():
+            assert made == _chat_tool(attrs.evolve(tool), key)
+
+
+def test_a_tool_is_converted_once_per_profile_rewriter() -> None:
+    tool = Tool("Bash", "Run a command", {"type": "object", "properties": {"command": {"type": "string"}}})
+    calls: list[str] = []
+
+    def convert(tool: Tool, key: str) -> str:
+        calls.append(key)
+        return f"{tool.name} for {key}"
+
+    assert tool.converted("a", convert) == "Bash for a"
+    assert tool.converted("a", convert) == "Bash for a"
+    assert tool.converted("b", convert) == "Bash for b"
+    assert calls == ["a", "b"]
+    assert tool == Tool("Bash", "Run a command", {"type": "object", "properties": {"command": {"type": "string"}}})

@@ -7,6 +7,7 @@ and ids). The message walk is in L{ccproxy.convert.messages}.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from attrs import frozen
@@ -22,7 +23,7 @@ from ccproxy.anthropic import (
 )
 from ccproxy.convert.dialect import adjust_messages
 from ccproxy.convert.messages import convert_messages
-from ccproxy.convert.names import ToolIdMap, ToolNameMap
+from ccproxy.convert.names import ToolIdMap, ToolNameMap, upstream_tool_name
 from ccproxy.openai import (
     ChatMessage,
     ChatRequest,
@@ -90,9 +91,17 @@ def _loaded_tools(request: MessagesRequest) -> set[str]:
     return names
 
 
-def _tools(
-    tools: list[Tool], names: ToolNameMap, loaded: set[str], profile: Profile
-) -> tuple[list[ChatTool], tuple[str, ...]]:
+def _chat_tool(tool: Tool, schema: Callable[[dict[str, Any] | None], dict[str, Any]]) -> ChatTool:
+    """A function tool as the upstream gets it, from the tool alone and the profile's schema
+    rewriter (so it can be remembered on the tool: L{Tool.converted}). Its name is mapped
+    by L{upstream_tool_name}, as the request's L{ToolNameMap} maps it."""
+    function = FunctionDef(
+        name=upstream_tool_name(tool.name), parameters=schema(tool.input_schema), description=tool.description or ""
+    )
+    return ChatTool(function)
+
+
+def _tools(tools: list[Tool], loaded: set[str], profile: Profile) -> tuple[list[ChatTool], tuple[str, ...]]:
     """Function tools for the upstream, and the typed tools that have no such form.
 
     A C{defer_loading} tool is sent only once tool search has loaded it (or the model
@@ -108,15 +117,7 @@ def _tools(
             placeholder = not (tool.input_schema or {}).get("properties")
             if placeholder or tool.name not in loaded:
                 continue
-        converted.append(
-            ChatTool(
-                FunctionDef(
-                    name=names.to_upstream(tool.name),
-                    parameters=profile.schema(tool.input_schema),
-                    description=tool.description or "",
-                )
-            )
-        )
+        converted.append(tool.converted(profile.schema, _chat_tool))
     return converted, tuple(dropped)
 
 
@@ -166,7 +167,7 @@ def convert_request(
     messages.extend(convert_messages(request.messages, profile, model, names, ids))
     messages = adjust_messages(messages, profile, model)
 
-    tools, dropped = _tools(request.tools, names, _loaded_tools(request), profile)
+    tools, dropped = _tools(request.tools, _loaded_tools(request), profile)
     fields: dict[str, Any] = {"stream": True, profile.token_field: max(1, request.max_tokens)}
     if profile.stream_usage:
         fields["stream_options"] = {"include_usage": True}
