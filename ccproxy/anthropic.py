@@ -13,7 +13,7 @@ from attrs import field, frozen
 __all__ = [
     "RequestError", "TextBlock", "ImageBlock", "DocumentBlock", "SearchResultBlock",
     "ToolReferenceBlock", "ToolUseBlock", "ToolResultBlock", "ThinkingBlock",
-    "RedactedThinkingBlock", "ServerToolBlock", "Block", "Message", "Tool", "ToolChoice",
+    "RedactedThinkingBlock", "ServerToolBlock", "MidConvSystemBlock", "Block", "Message", "Tool", "ToolChoice",
     "Thinking", "OutputConfig", "MessagesRequest", "CountTokensRequest", "SERVER_TOOL_BLOCK_TYPES",
 ]
 
@@ -116,6 +116,16 @@ class ToolResultBlock:
     cache_control: JSONObject | None = None
 
 
+@frozen
+class MidConvSystemBlock:
+    """The SDK's block form of a mid-conversation system message (PROTOCOL.md A.3, A.4).
+
+    Converted as a C{role: system} message at the place of the message holding it.
+    """
+
+    content: str | list[TextBlock] | None = None
+
+
 Block = Union[
     TextBlock,
     ImageBlock,
@@ -127,6 +137,7 @@ Block = Union[
     ThinkingBlock,
     RedactedThinkingBlock,
     ServerToolBlock,
+    MidConvSystemBlock,
 ]
 
 

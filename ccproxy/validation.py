@@ -24,6 +24,7 @@ from ccproxy.anthropic import (
     JSONObject,
     Message,
     MessagesRequest,
+    MidConvSystemBlock,
     RedactedThinkingBlock,
     RequestError,
     SearchResultBlock,
@@ -49,6 +50,7 @@ _BLOCK_CLASSES: dict[str, type[Any]] = {
     "tool_result": ToolResultBlock,
     "thinking": ThinkingBlock,
     "redacted_thinking": RedactedThinkingBlock,
+    "mid_conv_system": MidConvSystemBlock,
 }
 
 

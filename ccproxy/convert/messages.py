@@ -21,6 +21,7 @@ from ccproxy.anthropic import (
     DocumentBlock,
     ImageBlock,
     Message,
+    MidConvSystemBlock,
     SearchResultBlock,
     TextBlock,
     ThinkingBlock,
@@ -273,6 +274,11 @@ def convert_messages(
             walk.user(message.content)
         else:
             walk.system(message.content)
+        if not isinstance(message.content, str):
+            # The SDK's mid_conv_system block: a system message right after the one holding it.
+            for block in message.content:
+                if isinstance(block, MidConvSystemBlock) and block.content:
+                    walk.system(list(block.content) if isinstance(block.content, list) else block.content)
     walk.close_tool_turn()
     if walk.pending_system:
         walk.emit_user([])

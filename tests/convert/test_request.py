@@ -582,6 +582,37 @@ def test_h11_14_system_never_between_call_and_results(profile: str) -> None:
     assert "Env changed." in rest
 
 
+def mid_conv_system(*texts: str) -> dict[str, Any]:
+    return {"type": "mid_conv_system", "content": [text(t) for t in texts]}
+
+
+def test_a3_mid_conv_system_block_inline_after_its_message() -> None:
+    """The SDK's block form is a system message right after the message holding it."""
+    converted = messages_of(body(user(text("hi"), mid_conv_system("Env A.", "Env B."))), "openrouter")
+    assert converted[-2:] == [ChatMessage("user", "hi"), ChatMessage("system", "Env A.\n\nEnv B.")]
+    assert_openai_valid(converted)
+
+
+def test_a3_mid_conv_system_block_folded_into_its_user_message() -> None:
+    converted = messages_of(body(user(text("hi"), mid_conv_system("Env."))), "deepseek")
+    assert converted == [ChatMessage("user", "hi\n\n<system-reminder>\nEnv.\n</system-reminder>")]
+
+
+@pytest.mark.parametrize("profile", ["openrouter", "deepseek"])
+def test_a3_mid_conv_system_block_in_an_assistant_turn_waits_for_the_results(profile: str) -> None:
+    converted = messages_of(body(user("go"), assistant(tool_use("toolu_1"), mid_conv_system("Env changed.")),
+                                 user(result("toolu_1"), text("next"))), profile)
+    assert roles(converted)[:3] == ["user", "assistant", "tool"]
+    assert "Env changed." in json.dumps(to_dict_messages(converted[3:]))
+    assert "Env changed." not in json.dumps(to_dict_messages(converted[:3]))
+
+
+def test_a3_mid_conv_system_block_must_hold_text_blocks() -> None:
+    bad = {"type": "mid_conv_system", "content": [{"type": "image", "source": {}}]}
+    with pytest.raises(RequestError, match="messages"):
+        parse_messages_request(body(user(text("hi"), bad)))
+
+
 def test_h11_14_leading_system_message_goes_into_the_first_user_message() -> None:
     """Folded system text with no user message before it starts the next user message."""
     converted = messages_of(body({"role": "system", "content": "Env."}, user("hi")), "deepseek")
