@@ -389,19 +389,21 @@ class Bench:
         """(a) sequential non-streaming requests with the 48 KB body, keep-alive, interleaved."""
         sizes = self.sizes
         proxy, direct = Connection(self.proxy_port, 30), Connection(self.upstream_port, 30)
+        floor = Connection(self.floor_port, 30)
+        sides = (("direct", direct), ("proxy", proxy), ("floor", floor))
         try:
             first = await self.send(proxy, "proxy", JSON_MODEL, stream=False, keep_body=True)
             message = json.loads(first.body) if first.ok else {}
             if message.get("type") != "message" or not message.get("content"):
                 raise RuntimeError(f"unexpected JSON answer from ccproxy: {first.status} {first.body[:300]!r}")
             for _ in range(sizes.latency_warmup):
-                await self.send(direct, "direct", JSON_MODEL, stream=False)
-                await self.send(proxy, "proxy", JSON_MODEL, stream=False)
-            times: dict[str, list[float]] = {"direct": [], "proxy": []}
+                for side, connection in sides:
+                    await self.send(connection, side, JSON_MODEL, stream=False)
+            times: dict[str, list[float]] = {"direct": [], "proxy": [], "floor": []}
             failures = 0
             cpu_before = cpu_seconds(self.pid)
             for _ in range(sizes.latency_requests):
-                for side, connection in (("direct", direct), ("proxy", proxy)):
+                for side, connection in sides:
                     result = await self.send(connection, side, JSON_MODEL, stream=False)
                     if result.ok:
                         times[side].append(result.elapsed)
@@ -409,8 +411,8 @@ class Bench:
                         failures += 1
             cpu = cpu_seconds(self.pid) - cpu_before
         finally:
-            proxy.close()
-            direct.close()
+            for _, connection in sides:
+                connection.close()
         self.results["latency"] = {
             "requests": sizes.latency_requests,
             "failures": failures,
@@ -425,6 +427,7 @@ class Bench:
         latency = self.results["latency"]
         latency["added_p50_ms"] = latency["proxy_p50_ms"] - latency["direct_p50_ms"]
         latency["added_p99_ms"] = latency["proxy_p99_ms"] - latency["direct_p99_ms"]
+        latency["floor_added_p50_ms"] = latency["floor_p50_ms"] - latency["direct_p50_ms"]
         self.results["cpu_json_request_ms"] = cpu * 1000 / sizes.latency_requests
 
     async def stream_500(self) -> None:
@@ -784,6 +787,9 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
             latency["added_p50_ms"] <= TARGETS["added_p50_ms"])
         row("(a) JSON 48 KB, sequential: p99 ms", _fmt(latency["direct_p99_ms"]), _fmt(latency["proxy_p99_ms"]),
             "+" + _fmt(latency["added_p99_ms"]))
+        if "floor_p50_ms" in latency:
+            row("(a) … floor: bare Twisted relay, p50 ms", "", _fmt(latency["floor_p50_ms"]),
+                "+" + _fmt(latency["floor_added_p50_ms"]))
     stream = results.get("stream_500")
     if stream:
         for name, label in (("first_event", "first event"), ("first_content", "first text delta"),
