@@ -68,6 +68,28 @@ class BytesBody:
         """Nothing to stop."""
 
 
+@implementer(IStreamClientEndpoint)
+class QuietEndpoint:
+    """An endpoint that connects the pool's factory with C{noisy} off.
+
+    Twisted's C{Factory} logs "Starting factory" and "Stopping factory" whenever it is
+    started or stopped, and the connection pool makes a new factory for every upstream
+    connection: two log lines per connection, between the one line per request.
+
+    @ivar endpoint: the endpoint that connects.
+    """
+
+    def __init__(self, endpoint: IStreamClientEndpoint) -> None:
+        self.endpoint = endpoint
+
+    def connect(self, protocolFactory: Any) -> Deferred[Any]:  # noqa: N803 (the interface's name)
+        protocolFactory.noisy = False
+        return self.endpoint.connect(protocolFactory)
+
+    def __repr__(self) -> str:  # the pool names its connections after the endpoint
+        return repr(self.endpoint)
+
+
 @implementer(IAgentEndpointFactory)
 class ReusedEndpoints:
     """One client endpoint per upstream origin, built on first use and kept.
@@ -85,19 +107,19 @@ class ReusedEndpoints:
         self._reactor = reactor
         self._connect_timeout = connect_timeout
         self._tls_policy = BrowserLikePolicyForHTTPS()
-        self._endpoints: dict[tuple[bytes, bytes, int], IStreamClientEndpoint] = {}
+        self._endpoints: dict[tuple[bytes, bytes, int], QuietEndpoint] = {}
 
-    def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:  # noqa: N802
+    def endpointForURI(self, uri: URI) -> QuietEndpoint:  # noqa: N802
         key = (uri.scheme, uri.host, uri.port)
-        endpoint = self._endpoints.get(key)
-        if endpoint is None:
+        found = self._endpoints.get(key)
+        if found is None:
             if uri.scheme not in (b"http", b"https"):
                 raise SchemeNotSupported(f"unsupported scheme: {uri.scheme!r}")
             endpoint = self._tcp(uri.host.decode("ascii"), uri.port)
             if uri.scheme == b"https":
                 endpoint = wrapClientTLS(self._tls_policy.creatorForNetloc(uri.host, uri.port), endpoint)
-            self._endpoints[key] = endpoint
-        return endpoint
+            found = self._endpoints[key] = QuietEndpoint(endpoint)
+        return found
 
     def _tcp(self, host: str, port: int) -> IStreamClientEndpoint:
         timeout = self._connect_timeout

@@ -10,7 +10,7 @@ from twisted.web.client import URI
 from twisted.web.error import SchemeNotSupported
 
 from ccproxy.config import Settings
-from ccproxy.upstream import BytesBody, ReusedEndpoints, Upstream, request_target
+from ccproxy.upstream import BytesBody, QuietEndpoint, ReusedEndpoints, Upstream, request_target
 
 
 def test_request_target_encodes_idna_host_and_path() -> None:
@@ -45,18 +45,21 @@ def test_endpoints_are_built_once_per_origin() -> None:
     from twisted.internet import reactor  # endpoints resolve names through a real reactor; nothing connects here
 
     endpoints = ReusedEndpoints(reactor, 5.0)
+
+    def endpoint_for(url: bytes) -> object:
+        quiet = endpoints.endpointForURI(URI.fromBytes(url))
+        assert isinstance(quiet, QuietEndpoint)
+        return quiet.endpoint
+
     first = endpoints.endpointForURI(URI.fromBytes(b"http://127.0.0.1:8000/v1/chat/completions"))
     again = endpoints.endpointForURI(URI.fromBytes(b"http://127.0.0.1:8000/other"))
     other = endpoints.endpointForURI(URI.fromBytes(b"http://127.0.0.1:8001/v1/chat/completions"))
-    secure = endpoints.endpointForURI(URI.fromBytes(b"https://127.0.0.1:8000/v1/chat/completions"))
     assert first is again
     assert other is not first
-    assert isinstance(first, TCP4ClientEndpoint)  # an address: no name resolution per connection
-    assert not isinstance(secure, TCP4ClientEndpoint)  # wrapped in TLS
-    assert isinstance(endpoints.endpointForURI(URI.fromBytes(b"http://[::1]:8000/v1")), TCP6ClientEndpoint)
-    secure_named = endpoints.endpointForURI(URI.fromBytes(b"https://api.example.com/v1"))
-    assert not isinstance(secure_named, HostnameEndpoint)  # a HostnameEndpoint wrapped in TLS
-    named = endpoints.endpointForURI(URI.fromBytes(b"http://localhost:8000/v1"))
-    assert isinstance(named, HostnameEndpoint)
+    assert isinstance(endpoint_for(b"http://127.0.0.1:8000/v1"), TCP4ClientEndpoint)  # an address: no name resolution
+    assert not isinstance(endpoint_for(b"https://127.0.0.1:8000/v1"), TCP4ClientEndpoint)  # wrapped in TLS
+    assert isinstance(endpoint_for(b"http://[::1]:8000/v1"), TCP6ClientEndpoint)
+    assert not isinstance(endpoint_for(b"https://api.example.com/v1"), HostnameEndpoint)  # a HostnameEndpoint in TLS
+    assert isinstance(endpoint_for(b"http://localhost:8000/v1"), HostnameEndpoint)
     with pytest.raises(SchemeNotSupported):
         endpoints.endpointForURI(URI.fromBytes(b"ftp://127.0.0.1/x"))

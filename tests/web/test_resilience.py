@@ -114,14 +114,21 @@ async def test_slow_headers_start_the_stream_early_with_pings(harness: Any) -> N
 
 
 @pytest_twisted.ensureDeferred
-async def test_second_request_reuses_the_pooled_connection(harness: Any) -> None:
-    """The upstream pool keeps the connection: two requests, one client port."""
+async def test_second_request_reuses_the_pooled_connection(harness: Any, log_events: list[dict[str, Any]]) -> None:
+    """The upstream pool keeps the connection: two requests, one client port. Opening it
+    logs nothing of Twisted's factory start and stop (two lines per connection)."""
     url = harness.start([text_reply("one"), text_reply("two")])
     for _ in range(2):
         response, _ = await post(url + "/v1/messages", body())
         assert response.code == 200
     first, second = harness.upstream.received
     assert first.peer_port == second.peer_port != 0
+    factories = [repr(e.get("factory")) for e in log_events if str(e.get("log_format", "")).endswith("factory {factory!r}")]
+    clients = [factory for factory in factories if "HTTP11ClientFactory" in factory]
+    # The tests' own client (a HostnameEndpoint) is as noisy as Twisted makes it; the proxy's
+    # upstream pool connects to 127.0.0.1 through a TCP4ClientEndpoint.
+    assert any("HostnameEndpoint" in factory for factory in clients)  # the events are there to be seen
+    assert [factory for factory in clients if "TCP4ClientEndpoint" in factory] == []
 
 
 @pytest_twisted.ensureDeferred
