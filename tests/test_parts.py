@@ -9,9 +9,11 @@ from typing import Any
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bench.requests import claude_code_request
-from ccproxy import jsonio
+from ccproxy import jsonio, tokens
 from ccproxy.anthropic import Tool
 from ccproxy.convert.request import _chat_tool, convert_request
 from ccproxy.openai import to_dict
@@ -42,7 +44,7 @@ def test_split_parses_and_counts_exactly_as_the_whole_body(path: Path) -> None:
     assert parts is not None
     assert parse_messages_request(body, messages=parts.messages, tools=parts.tools) == parse_messages_request(body)
     counter = TokenCounter()
-    assert counter.count_request(body, parts.texts) == counter.count_request(body)
+    assert counter.count_request(body, parts.texts) == counter.count_request(body) == _flat_count(counter, body)
 
 
 def test_a_resent_conversation_reuses_its_messages_and_tools() -> None:
@@ -147,3 +149,79 @@ def test_a_tool_is_converted_once_per_profile_rewriter() -> None:
     assert tool.converted("b", convert) == "Bash for b"
     assert calls == ["a", "b"]
     assert tool == Tool("Bash", "Run a command", {"type": "object", "properties": {"command": {"type": "string"}}})
+
+
+# -- property: remembered or not, the same request and the same count ---------------------------------------------
+
+_TEXTS = st.sampled_from(["hi", "", "  ", "line\nnext", "日本語", "x" * 50, "{\"a\": 1}"])
+_NAMES = st.sampled_from(["Bash", "Read", "NotebookEdit", "mcp__server__tool"])
+_TEXT_BLOCK = st.builds(lambda t: {"type": "text", "text": t or "t"}, _TEXTS)
+_BLOCKS = st.one_of(
+    _TEXT_BLOCK,
+    st.builds(lambda n, t: {"type": "tool_use", "id": "toolu_1", "name": n, "input": {"q": t}}, _NAMES, _TEXTS),
+    st.builds(lambda t: {"type": "tool_result", "tool_use_id": "toolu_1", "content": t}, _TEXTS),
+    st.builds(lambda b: {"type": "tool_result", "tool_use_id": "toolu_1", "content": [b]}, _TEXT_BLOCK),
+    st.builds(lambda n: {"type": "tool_reference", "tool_name": n}, _NAMES),
+    st.builds(lambda t: {"type": "thinking", "thinking": t, "signature": "sig"}, _TEXTS),
+    st.builds(lambda b: {"type": "mid_conv_system", "content": [b]}, _TEXT_BLOCK),
+    st.just({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}),
+)
+_MESSAGES = st.lists(
+    st.builds(
+        lambda role, content: {"role": role, "content": content},
+        st.sampled_from(["user", "assistant", "system"]),
+        st.one_of(_TEXTS.filter(bool), st.lists(_BLOCKS, min_size=1, max_size=4)),
+    ),
+    min_size=1,
+    max_size=6,
+)
+_TOOLS = st.lists(
+    st.builds(
+        lambda n, d, deferred: {"name": n, "description": d, "defer_loading": deferred,
+                                "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}},
+        _NAMES, _TEXTS, st.booleans(),
+    ),
+    max_size=4,
+)
+
+
+def _flat_count(counter: TokenCounter, body: dict[str, Any]) -> int:
+    """The count as it was before parts: every text of the request in one flat list."""
+    found = tokens._RequestText(fixed=tokens._REPLY_TOKENS)
+    system = body.get("system")
+    if system:
+        found.fixed += tokens._MESSAGE_TOKENS
+        if isinstance(system, str):
+            found.add(system)
+        for block in system if isinstance(system, list) else []:
+            if not block.get("text", "").startswith(tokens._BILLING_PREFIX):
+                found.add(block.get("text"))
+    for message in body["messages"]:
+        found.fixed += tokens._MESSAGE_TOKENS
+        found.add_content(message.get("content"))
+    for tool in body.get("tools", []):
+        if tool.get("defer_loading") and tool.get("name") not in found.tool_names:
+            continue
+        found.fixed += tokens._TOOL_TOKENS
+        found.add(tool.get("name"))
+        found.add(tool.get("description"))
+        if "input_schema" in tool:
+            found.add_json(tool["input_schema"])
+    return max(1, found.fixed + counter.count_texts(found.texts))
+
+
+@settings(max_examples=150, deadline=None)
+@given(_MESSAGES, _MESSAGES, _TOOLS, _TOOLS)
+def test_a_warm_memo_parses_and_counts_as_the_whole_body(
+    earlier: list[Any], later: list[Any], earlier_tools: list[Any], tools: list[Any]
+) -> None:
+    """Whatever an earlier request left in the memo, a body splits into exactly what the whole-body
+    validation and count make of it."""
+    memo = RequestParts()
+    counter = TokenCounter()
+    memo.split({"model": "m", "max_tokens": 1, "messages": earlier, "tools": earlier_tools})
+    body = {"model": "m", "max_tokens": 1, "messages": earlier[:2] + later, "tools": tools}
+    parts = memo.split(body)
+    assert parts is not None
+    assert parse_messages_request(body, messages=parts.messages, tools=parts.tools) == parse_messages_request(body)
+    assert counter.count_request(body, parts.texts) == counter.count_request(body) == _flat_count(counter, body)
