@@ -17,6 +17,7 @@ the 48 KB benchmark body has 41 KB of keys and holds 339 KB), so the bounds belo
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from attrs import frozen
@@ -53,14 +54,20 @@ class _Remembered(Generic[_V]):
             self._entries.move_to_end(key)
         return value
 
-    def put(self, key: bytes, value: _V) -> None:
-        if len(key) > self._max_bytes or key in self._entries:
-            return
-        self._entries[key] = value
-        self._size += len(key)
-        while self._size > self._max_bytes:
-            oldest, _ = self._entries.popitem(last=False)
-            self._size -= len(oldest)
+    def derived(self, value: Any, derive: Callable[[Any], _V | None]) -> _V | None:
+        """What C{derive} makes of C{value}, remembered by its JSON; None (and nothing remembered)
+        when it makes nothing."""
+        key = jsonio.dumps(value)
+        found = self.get(key)
+        if found is None:
+            found = derive(value)
+            if found is not None and len(key) <= self._max_bytes:
+                self._entries[key] = found
+                self._size += len(key)
+                while self._size > self._max_bytes:
+                    oldest, _ = self._entries.popitem(last=False)
+                    self._size -= len(oldest)
+        return found
 
 
 @frozen
@@ -120,25 +127,17 @@ class RequestParts:
         )
 
     def _message(self, value: Any) -> _MessagePart | None:
-        key = jsonio.dumps(value)
-        part = self._messages.get(key)
-        if part is None:
-            message = validated_message(value)
-            if message is None:
-                return None
-            part = _MessagePart(message, message_text(value))
-            self._messages.put(key, part)
-        return part
+        return self._messages.derived(value, _message_part)
 
     def _tools_part(self, value: list[Any]) -> _ToolsPart | None:
-        if not value:
-            return _ToolsPart((), ())
-        key = jsonio.dumps(value)
-        part = self._tools.get(key)
-        if part is None:
-            tools = validated_tools(value)
-            if tools is None:
-                return None
-            part = _ToolsPart(tuple(tools), tuple(tool_text(tool) for tool in value))
-            self._tools.put(key, part)
-        return part
+        return self._tools.derived(value, _tools_part) if value else _ToolsPart((), ())
+
+
+def _message_part(value: Any) -> _MessagePart | None:
+    message = validated_message(value)
+    return None if message is None else _MessagePart(message, message_text(value))
+
+
+def _tools_part(value: Any) -> _ToolsPart | None:
+    tools = validated_tools(value)
+    return None if tools is None else _ToolsPart(tuple(tools), tuple(tool_text(tool) for tool in value))
