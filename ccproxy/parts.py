@@ -82,6 +82,9 @@ class _ToolsPart:
     texts: tuple[ToolText | None, ...]
 
 
+_NO_TOOLS = _ToolsPart((), ())
+
+
 @frozen
 class Parts:
     """A body's messages and tools, validated, with their counting parts.
@@ -113,11 +116,11 @@ class RequestParts:
             return None
         message_parts = []
         for value in messages:
-            part = self._message(value)
+            part = self._messages.derived(value, _message_part)
             if part is None:
                 return None
             message_parts.append(part)
-        tools_part = self._tools_part(tools)
+        tools_part = self._tools.derived(tools, _tools_part) if tools else _NO_TOOLS
         if tools_part is None:
             return None
         return Parts(
@@ -125,12 +128,6 @@ class RequestParts:
             list(tools_part.tools),
             BodyTexts(tuple(part.text for part in message_parts), tools_part.texts),
         )
-
-    def _message(self, value: Any) -> _MessagePart | None:
-        return self._messages.derived(value, _message_part)
-
-    def _tools_part(self, value: list[Any]) -> _ToolsPart | None:
-        return self._tools.derived(value, _tools_part) if value else _ToolsPart((), ())
 
 
 def _message_part(value: Any) -> _MessagePart | None:
