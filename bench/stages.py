@@ -35,7 +35,7 @@ from ccproxy import jsonio
 from ccproxy.convert.request import convert_request
 from ccproxy.convert.stream import StreamConverter
 from ccproxy.grammar import final_message
-from ccproxy.openai import to_dict
+from ccproxy.openai import wire_payload
 from ccproxy.parts import RequestParts
 from ccproxy.providers import profile_for
 from ccproxy.service import tune_garbage_collector
@@ -54,7 +54,7 @@ STAGES = (
     "validate rest",
     "count tokens",
     "convert",
-    "to dict",
+    "payload dict",
     "encode upstream body",
     "answer: parse + convert chunks",
     "answer: assemble + encode",
@@ -103,7 +103,7 @@ class Pipeline:
         marks.append(clock())
         conversion = convert_request(parsed, MODEL, self.profile)
         marks.append(clock())
-        payload: dict[str, Any] = to_dict(conversion.request)
+        payload: dict[str, Any] = wire_payload(conversion.request)
         marks.append(clock())
         upstream_body = jsonio.dumps(payload)
         marks.append(clock())

@@ -14,9 +14,53 @@ from typing import Any
 
 import orjson
 
-__all__ = ["loads", "dumps", "deeper_than"]
+__all__ = ["loads", "dumps", "deeper_than", "Encoded"]
 
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+class Encoded:
+    """A value already written as JSON, placed as is by L{dumps} wherever it occurs.
+
+    What a request repeats unchanged from turn to turn (the upstream form of each tool)
+    is encoded once and spliced into every later body: orjson copies the bytes instead of
+    walking the value again.
+    """
+
+    __slots__ = ("json", "_fragment")
+
+    def __init__(self, value: Any) -> None:
+        self.json: bytes = dumps(value)
+        self._fragment = orjson.Fragment(self.json)
+
+    def __repr__(self) -> str:
+        return f"Encoded({self.json!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Encoded) and other.json == self.json
+
+    def __hash__(self) -> int:
+        return hash(self.json)
+
+    # Immutable, so a copy is the value itself (and orjson's Fragment cannot be copied).
+    def __copy__(self) -> Encoded:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Encoded:
+        return self
+
+
+def _orjson_default(value: Any) -> Any:
+    if isinstance(value, Encoded):
+        return value._fragment
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+def _stdlib_default(value: Any) -> Any:
+    if isinstance(value, Encoded):
+        return json.loads(value.json)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_stdlib_default).encode
 
 
 def loads(data: bytes | str) -> Any:
@@ -28,9 +72,9 @@ def loads(data: bytes | str) -> Any:
 
 
 def dumps(value: Any) -> bytes:
-    """Compact UTF-8 JSON, keys in insertion order."""
+    """Compact UTF-8 JSON, keys in insertion order; L{Encoded} values as they were written."""
     try:
-        return orjson.dumps(value)
+        return orjson.dumps(value, default=_orjson_default)
     except TypeError:  # orjson.JSONEncodeError: surrogates, huge ints
         return _encode(value).encode("utf-8", "backslashreplace")
 

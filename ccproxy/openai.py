@@ -1,13 +1,16 @@
 """Typed models of the OpenAI Chat Completions request that ccproxy sends upstream.
 
 Unstructured by one private cattrs converter that omits every field left at its default
-(C{None}), so no nulls or unknown keys reach strict servers. Responses and stream chunks
+(C{None}), so no nulls or unknown keys reach strict servers. Each tool is encoded once
+(L{ChatTool.encoded}) and its JSON spliced into every body that resends it: the tools are
+the largest part of a Claude Code request that never changes. Responses and stream chunks
 are read as plain dicts on purpose: they are the hot path, and the converters check each
 field they use.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal, Union
 
 import cattrs
@@ -29,6 +32,7 @@ __all__ = [
     "ChatRequest",
     "to_json",
     "to_dict",
+    "wire_payload",
 ]
 
 
@@ -106,6 +110,15 @@ class ChatTool:
 
     function: FunctionDef
     type: Literal["function"] = "function"
+    # Its JSON, made on first use (by wire_payload). A converted tool is shared by every request
+    # that resends it (ccproxy.anthropic.Tool.converted), so it is encoded once, not every turn.
+    _encoded: list[jsonio.Encoded] = field(factory=list, init=False, eq=False, repr=False)
+
+    def encoded(self) -> jsonio.Encoded:
+        """This tool as it goes on the wire, encoded once."""
+        if not self._encoded:
+            self._encoded.append(jsonio.Encoded(_tool_data(self)))
+        return self._encoded[0]
 
 
 @frozen
@@ -128,34 +141,40 @@ class ChatRequest:
     extra: dict[str, Any] = field(factory=dict)
 
 
-def _make_converter() -> cattrs.Converter:
+def _make_converter() -> tuple[cattrs.Converter, Callable[[ChatTool], dict[str, Any]]]:
+    """The unstructuring converter, which writes each tool as its remembered JSON, and the
+    function that makes a tool's plain data (which that JSON encodes)."""
     converter = cattrs.Converter(omit_if_default=True)
     # Free-form JSON (tool schemas, images, provider extras) is already JSON: pass it
     # through instead of walking every value (that walk was most of the unstructure time).
     converter.register_unstructure_hook_func(
         lambda t: t in (dict[str, Any], dict[str, str], list[dict[str, Any]]), lambda value: value
     )
-    for cls in (TextPart, ImagePart, FilePart, ToolCall, ChatTool):
-        # `type` is a wire discriminator: always sent, although it has a default.
+    # `type` is a wire discriminator: always sent, although it has a default.
+    sent = override(omit_if_default=False)
+    for cls in (TextPart, ImagePart, FilePart, ToolCall):
         converter.register_unstructure_hook(
-            cls,
-            make_dict_unstructure_fn(
-                cls, converter, _cattrs_omit_if_default=True, type=override(omit_if_default=False)
-            ),
+            cls, make_dict_unstructure_fn(cls, converter, _cattrs_omit_if_default=True, type=sent)
         )
+    tool_data = make_dict_unstructure_fn(
+        ChatTool, converter, _cattrs_omit_if_default=True, type=sent, _encoded=override(omit=True)
+    )
+    converter.register_unstructure_hook(ChatTool, ChatTool.encoded)
     # Unions of plain types and attrs classes: dispatch on the runtime class.
     converter.register_unstructure_hook_func(
         lambda t: t in (str | list[ContentPart] | None, ContentPart, str | dict[str, Any] | None),
         lambda value: converter.unstructure(value, unstructure_as=value.__class__),
     )
-    return converter
+    return converter, tool_data
 
 
-_converter = _make_converter()
+_converter, _tool_data = _make_converter()
 
 
-def to_dict(request: ChatRequest) -> dict[str, Any]:
-    """The request as JSON-ready data; C{extra} (provider fields) is merged in last."""
+def wire_payload(request: ChatRequest) -> dict[str, Any]:
+    """The upstream body before encoding: C{extra} (provider fields) merged in last, each tool
+    as its JSON encoded once (L{ChatTool.encoded}). The exchange edits its top-level fields
+    and encodes it with L{jsonio.dumps}."""
     data: dict[str, Any] = _converter.unstructure(request)
     extra = data.pop("extra", None)
     if extra:
@@ -163,6 +182,12 @@ def to_dict(request: ChatRequest) -> dict[str, Any]:
     return data
 
 
+def to_dict(request: ChatRequest) -> dict[str, Any]:
+    """The request as plain data: exactly what the upstream receives, decoded."""
+    data: dict[str, Any] = jsonio.loads(to_json(request))
+    return data
+
+
 def to_json(request: ChatRequest) -> bytes:
     """The request body, UTF-8 JSON (a lone surrogate is kept as its C{\\u} escape)."""
-    return jsonio.dumps(to_dict(request))
+    return jsonio.dumps(wire_payload(request))

@@ -16,7 +16,7 @@ from bench.requests import claude_code_request
 from ccproxy import jsonio, tokens
 from ccproxy.anthropic import Tool
 from ccproxy.convert.request import _chat_tool, convert_request
-from ccproxy.openai import to_dict
+from ccproxy.openai import ChatTool, to_dict, wire_payload
 from ccproxy.parts import RequestParts
 from ccproxy.providers import profile_named
 from ccproxy.tokens import TokenCounter
@@ -120,9 +120,10 @@ def test_converting_a_request_leaves_the_remembered_parts_as_they_were(profile: 
         parts = memo.split(body)
         assert parts is not None
         parsed = parse_messages_request(body, messages=parts.messages, tools=parts.tools)
-        converted = to_dict(convert_request(parsed, "some-model", profile_named(profile), session_id="s").request)
-        jsonio.dumps(converted)
-        return converted
+        request = convert_request(parsed, "some-model", profile_named(profile), session_id="s").request
+        for tool in request.tools or []:  # each tool's remembered JSON is the tool
+            assert json.loads(tool.encoded().json) == _plain_tool(tool)
+        return to_dict(request)
 
     first = payload()
     remembered = memo.split(_bench_body())
@@ -134,6 +135,32 @@ def test_converting_a_request_leaves_the_remembered_parts_as_they_were(profile: 
     for tool in remembered.tools:  # what each tool remembers is still what converting it afresh makes
         for key, made in tool._converted.items():
             assert made == _chat_tool(attrs.evolve(tool), key)
+
+
+def _plain_tool(tool: ChatTool) -> dict[str, Any]:
+    """The wire form of C{tool}, built by hand: its fields, without the unset ones and the memo."""
+    return attrs.asdict(tool, filter=lambda field, value: value is not None and field.name != "_encoded")
+
+
+def test_a_resent_tool_is_encoded_once() -> None:
+    """The upstream body splices in each remembered tool's JSON, made when it was first sent."""
+    memo = RequestParts()
+    profile = profile_named("openrouter")
+
+    def tools_sent() -> list[Any]:
+        body = _bench_body()
+        parts = memo.split(body)
+        assert parts is not None
+        parsed = parse_messages_request(body, messages=parts.messages, tools=parts.tools)
+        request = convert_request(parsed, "some-model", profile).request
+        payload = wire_payload(request)
+        assert to_dict(request)["tools"] == [_plain_tool(tool) for tool in request.tools or []]
+        tools: list[Any] = payload["tools"]
+        return tools
+
+    first, second = tools_sent(), tools_sent()
+    assert len(first) == 12 and all(isinstance(tool, jsonio.Encoded) for tool in first)
+    assert all(again is before for again, before in zip(second, first, strict=True))
 
 
 def test_a_tool_is_converted_once_per_profile_rewriter() -> None:
@@ -153,7 +180,7 @@ def test_a_tool_is_converted_once_per_profile_rewriter() -> None:
 
 # -- property: remembered or not, the same request and the same count ---------------------------------------------
 
-_TEXTS = st.sampled_from(["hi", "", "  ", "line\nnext", "日本語", "x" * 50, "{\"a\": 1}"])
+_TEXTS = st.sampled_from(["hi", "", "  ", "line\nnext", "日本語", "x" * 50, '{"a": 1}'])
 _NAMES = st.sampled_from(["Bash", "Read", "NotebookEdit", "mcp__server__tool"])
 _TEXT_BLOCK = st.builds(lambda t: {"type": "text", "text": t or "t"}, _TEXTS)
 _BLOCKS = st.one_of(
@@ -177,9 +204,15 @@ _MESSAGES = st.lists(
 )
 _TOOLS = st.lists(
     st.builds(
-        lambda n, d, deferred: {"name": n, "description": d, "defer_loading": deferred,
-                                "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}},
-        _NAMES, _TEXTS, st.booleans(),
+        lambda n, d, deferred: {
+            "name": n,
+            "description": d,
+            "defer_loading": deferred,
+            "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}},
+        },
+        _NAMES,
+        _TEXTS,
+        st.booleans(),
     ),
     max_size=4,
 )

@@ -46,7 +46,7 @@ from ccproxy.errors import (
 from ccproxy.ids import message_id
 from ccproxy.logs import RequestRecord, debug_dump, log_request
 from ccproxy.models import budget_output, model_info
-from ccproxy.openai import to_dict
+from ccproxy.openai import wire_payload
 from ccproxy.redact import redact_text
 from ccproxy.web.bodies import Discard, ErrorBody, lower_headers
 from ccproxy.web.context import Context
@@ -81,7 +81,7 @@ class MessageExchange:
         self._context = context
         self._model = conversion.request.model
         # Only the JSON-ready body is kept (not the attrs tree): fixes edit it, retries resend it.
-        self._payload: dict[str, Any] = to_dict(conversion.request)
+        self._payload: dict[str, Any] = wire_payload(conversion.request)
         self._record = record
         self._input_estimate = input_estimate
         self._provider = context.settings.upstream_host
