@@ -11,6 +11,7 @@ is closed at once.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from twisted.internet.error import ConnectionDone
@@ -28,13 +29,18 @@ from ccproxy.convert.stream import Event, StreamConverter
 from ccproxy.errors import ApiError
 from ccproxy.grammar import GrammarError, StreamGrammar
 from ccproxy.logs import RequestRecord, debug_dump
-from ccproxy.sse import SSEError, SSEParser
+from ccproxy.sse import SSEError, SSEEvent, SSEParser
 from ccproxy.web.sinks import Sink
 
-__all__ = ["ClientStream", "Relay", "MAX_JSON_BODY"]
+__all__ = ["ClientStream", "Relay", "MAX_JSON_BODY", "EVENTS_PER_TURN"]
 
 _log = Logger()
 MAX_JSON_BODY = 64 * 1024 * 1024
+# Upstream events converted per reactor turn for a streaming client. Twisted sends what was
+# written only when the reactor next polls, so a read that brings hundreds of events (a fast
+# provider, or one that sends a long answer at once) would otherwise reach the client only
+# after all of them were converted: the first token would wait for the last.
+EVENTS_PER_TURN = 32
 
 
 class ClientStream:
@@ -155,6 +161,12 @@ class ClientStream:
 class Relay(Protocol):
     """Carries one upstream body to one client. See the module docstring.
 
+    Events wait in a queue only when a read brings more than L{EVENTS_PER_TURN} of them
+    for a streaming client: the rest are converted on the following reactor turns, each
+    after the reactor has sent what the previous turn wrote, with the upstream socket
+    paused meanwhile (and while the client is slow). The end of the upstream body is
+    acted on once the queue is empty, so nothing is reordered or lost.
+
     @param json_body: the upstream answered with a JSON completion instead of SSE;
         collect it and convert it as one chunk.
     """
@@ -184,6 +196,10 @@ class Relay(Protocol):
         self._finished = False
         self._producing = False
         self._idle: IDelayedCall | None = None
+        self._queue: deque[SSEEvent] = deque()
+        self._turn: IDelayedCall | None = None  # the next turn's conversion, while events wait
+        self._held = False  # whether the upstream socket is paused (by the client or the queue)
+        self._ended: Failure | None = None  # the upstream body's end, once it came
 
     # -- upstream body protocol --------------------------------------------------------
 
@@ -216,10 +232,47 @@ class Relay(Protocol):
         except SSEError as error:
             self.abort(ApiError(502, "api_error", f"{self._converter.provider}: {error}"))
             return
-        for sse in sse_events:
-            if not self._handle_data(sse.data):
+        self._queue.extend(sse_events)
+        if self._turn is None:
+            self._convert_queued()
+
+    def _convert_queued(self) -> None:
+        """Convert queued events: all of them, or a turn's worth for a streaming client."""
+        self._turn = None
+        budget = EVENTS_PER_TURN if self._client.streams else len(self._queue)
+        queue = self._queue
+        while queue and not self._client.paused:
+            if not budget:
+                # Two hops: a call made now runs before the reactor next polls (and sends).
+                self._turn = self._clock.callLater(0, self._next_turn)
+                break
+            budget -= 1
+            if not self._handle_data(queue.popleft().data):
+                self._drop_queue()
                 self._stop_upstream()  # the stream is over: stop reading (and paying)
-                return
+                break
+        self._hold_upstream()
+        if not queue and self._ended is not None:
+            self._end(self._ended)
+
+    def _next_turn(self) -> None:
+        self._turn = self._clock.callLater(0, self._convert_queued)
+
+    def _drop_queue(self) -> None:
+        self._queue.clear()
+        if self._turn is not None and self._turn.active():
+            self._turn.cancel()
+        self._turn = None
+
+    def _hold_upstream(self) -> None:
+        """Pause the upstream socket while the client is slow or events wait; else read on."""
+        hold = self._client.paused or bool(self._queue)
+        if hold != self._held and self.transport is not None:
+            self._held = hold
+            if hold:
+                self.transport.pauseProducing()  # type: ignore[attr-defined]
+            else:
+                self.transport.resumeProducing()  # type: ignore[attr-defined]
 
     def _handle_data(self, data: str) -> bool:
         """Convert one SSE data payload; return whether the stream goes on."""
@@ -243,8 +296,17 @@ class Relay(Protocol):
         self._json_parts.append(data)
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
-        """The upstream body ended (or broke): end the client response properly."""
+        """The upstream body ended (or broke): end the client response properly, after the
+        events still queued."""
         self._cancel_idle()
+        self._ended = reason
+        if not self._queue:
+            self._end(reason)
+
+    def _end(self, reason: Failure) -> None:
+        if self._finished:
+            return
+        self._drop_queue()
         if not self._converter.ended and not self._client_gone:
             if self._json_body:
                 self._finish_json()
@@ -268,16 +330,15 @@ class Relay(Protocol):
     # -- client push producer ----------------------------------------------------------
 
     def pauseProducing(self) -> None:
-        """The client is slow: stop reading the upstream socket."""
+        """The client is slow: stop reading the upstream socket (and converting)."""
         self._client.paused = True
-        if self.transport is not None:
-            self.transport.pauseProducing()  # type: ignore[attr-defined]
+        self._hold_upstream()
 
     def resumeProducing(self) -> None:
-        """The client drained: read the upstream socket again."""
+        """The client drained: convert what waits, then read the upstream socket again."""
         self._client.paused = False
-        if self.transport is not None:
-            self.transport.resumeProducing()  # type: ignore[attr-defined]
+        if self._turn is None:
+            self._convert_queued()
 
     def stopProducing(self) -> None:
         """The client connection is gone."""
@@ -290,7 +351,10 @@ class Relay(Protocol):
         self._client_gone = True
         self._client.abandon()
         self._cancel_idle()
+        self._drop_queue()
         self._stop_upstream()
+        if self._ended is not None:  # the upstream had ended while events waited
+            self._finish()
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -302,6 +366,7 @@ class Relay(Protocol):
     def abort(self, error: ApiError) -> None:
         """End the client response with C{error} and drop the upstream connection."""
         self._client.fail(error)
+        self._drop_queue()
         self._stop_upstream()
 
     def _stop_upstream(self) -> None:

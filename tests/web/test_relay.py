@@ -1,0 +1,221 @@
+"""The relay converts a burst of upstream events a turn at a time (deterministic, task.Clock).
+
+Twisted sends what a protocol wrote only when the reactor next polls; the relay therefore
+converts at most EVENTS_PER_TURN events per reactor turn, pausing the upstream socket while
+the rest wait, so a client's first token never waits for the conversion of the whole burst.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+
+from ccproxy.convert.names import ToolIdMap, ToolNameMap
+from ccproxy.convert.stream import Event, StreamConverter
+from ccproxy.logs import RequestRecord
+from ccproxy.providers import profile_named
+from ccproxy.web.streaming import EVENTS_PER_TURN, ClientStream, Relay
+from tests.fake_upstream import chunk, usage_chunk
+
+WORDS = 100  # content chunks in the burst: a few turns' worth
+
+
+class ReactorClock(Clock):
+    """A Clock that runs, per turn, only the calls due when the turn began, as the reactor
+    does (C{Clock.advance} would also run the calls those calls make)."""
+
+    def reactor_turn(self) -> None:
+        due = [call for call in self.calls if call.getTime() <= self.seconds()]
+        for call in due:
+            if call in self.calls:  # not cancelled by an earlier call of this turn
+                self.calls.remove(call)
+                call.called = 1
+                call.func(*call.args, **call.kw)
+
+
+class RecordingSink:
+    """A sink that keeps what the client would receive, one list per write."""
+
+    def __init__(self, streams: bool = True) -> None:
+        self.streams = streams
+        self.writes: list[list[Event]] = []
+        self.ended = 0
+
+    def begin(self) -> None:
+        pass
+
+    def events(self, events: list[Event]) -> None:
+        self.writes.append(list(events))
+
+    def ping(self) -> None:
+        pass
+
+    def end(self) -> None:
+        self.ended += 1
+
+    @property
+    def names(self) -> list[str]:
+        return [name for write in self.writes for name, _ in write]
+
+    @property
+    def text(self) -> str:
+        return "".join(
+            payload["delta"].get("text", "")
+            for write in self.writes
+            for name, payload in write
+            if name == "content_block_delta"
+        )
+
+
+class FakeRequest:
+    """What the relay uses of the client request: producer registration."""
+
+    channel = object()
+
+    def __init__(self) -> None:
+        self.producers: list[tuple[Any, bool]] = []
+        self.unregistered = 0
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:  # noqa: N802
+        self.producers.append((producer, streaming))
+
+    def unregisterProducer(self) -> None:  # noqa: N802
+        self.unregistered += 1
+
+
+class UpstreamTransport:
+    """The upstream body's transport: records pause, resume and stop."""
+
+    def __init__(self) -> None:
+        self.paused = False
+        self.stopped = False
+
+    def pauseProducing(self) -> None:  # noqa: N802
+        self.paused = True
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        self.paused = False
+
+    def stopProducing(self) -> None:  # noqa: N802
+        self.stopped = True
+
+
+def relay_for(sink: RecordingSink, clock: ReactorClock) -> tuple[Relay, UpstreamTransport]:
+    profile = profile_named("generic")
+    converter = StreamConverter(
+        model="claude-sonnet-4-5",
+        message_id="msg_test",
+        upstream_model="fake-model",
+        profile=profile.name,
+        names=ToolNameMap.from_names([]),
+        ids=ToolIdMap(profile.id_rule),
+    )
+    record = RequestRecord("req_test", "claude-sonnet-4-5", "fake-model", sink.streams, clock.seconds())
+    client = ClientStream(converter, sink, record, clock, ping_interval=15.0)
+    relay = Relay(FakeRequest(), client, clock, idle_timeout=600.0)  # type: ignore[arg-type]
+    transport = UpstreamTransport()
+    relay.makeConnection(transport)  # type: ignore[arg-type]
+    return relay, transport
+
+
+def burst() -> bytes:
+    """A whole answer in one read: role, WORDS words, finish, usage, [DONE]."""
+    chunks = [chunk({"role": "assistant", "content": ""})]
+    chunks += [chunk({"content": f"w{i} "}) for i in range(WORDS)]
+    chunks += [chunk({}, "stop"), usage_chunk()]
+    return b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+
+
+def everything() -> str:
+    return "".join(f"w{i} " for i in range(WORDS))
+
+
+def turn(clock: ReactorClock) -> None:
+    """Until the relay's next conversion: it waits for the reactor turn after the next one,
+    so the reactor polls (and sends what was written) in between."""
+    clock.reactor_turn()
+    clock.reactor_turn()
+
+
+def test_a_burst_reaches_the_client_a_turn_at_a_time() -> None:
+    sink, clock = RecordingSink(), ReactorClock()
+    relay, upstream = relay_for(sink, clock)
+    relay.dataReceived(burst())
+    first = len(sink.writes)
+    assert 1 < first <= 1 + EVENTS_PER_TURN  # message_start, then one turn's worth
+    assert sink.names[0] == "message_start" and "content_block_delta" in sink.names
+    assert upstream.paused, "the upstream socket waits while events are queued"
+    clock.reactor_turn()
+    assert len(sink.writes) == first, "nothing converted before the reactor sent the first turn"
+    turns = 0
+    while upstream.paused:
+        before = len(sink.writes)
+        turn(clock)
+        assert 0 < len(sink.writes) - before <= EVENTS_PER_TURN
+        turns += 1
+    assert turns >= (WORDS + 4) // EVENTS_PER_TURN - 1
+    assert sink.text == everything() and sink.ended == 0
+    relay.connectionLost(Failure(Exception("done")))
+    assert sink.names[-1] == "message_stop" and sink.ended == 1
+    assert clock.getDelayedCalls() == []
+
+
+def test_the_end_of_the_upstream_body_waits_for_the_queued_events() -> None:
+    sink, clock = RecordingSink(), ReactorClock()
+    relay, upstream = relay_for(sink, clock)
+    relay.dataReceived(burst())
+    relay.connectionLost(Failure(Exception("the body ended in the same read")))
+    assert sink.ended == 0 and "message_stop" not in sink.names
+    while sink.ended == 0:
+        turn(clock)
+    assert sink.text == everything()
+    assert sink.names[-2:] == ["message_delta", "message_stop"] and sink.names.count("message_stop") == 1
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_slow_client_stops_the_conversion_until_it_drains() -> None:
+    sink, clock = RecordingSink(), ReactorClock()
+    relay, upstream = relay_for(sink, clock)
+    relay.dataReceived(burst())
+    relay.pauseProducing()
+    held = len(sink.writes)
+    for _ in range(5):
+        turn(clock)
+    assert len(sink.writes) == held and upstream.paused
+    relay.resumeProducing()
+    assert len(sink.writes) > held
+    while upstream.paused:
+        turn(clock)
+    assert sink.text == everything()
+    relay.pauseProducing()
+    assert upstream.paused
+    relay.resumeProducing()
+    assert not upstream.paused
+
+
+def test_a_client_that_leaves_mid_burst_gets_nothing_more_and_the_upstream_closes() -> None:
+    sink, clock = RecordingSink(), ReactorClock()
+    relay, upstream = relay_for(sink, clock)
+    relay.dataReceived(burst())
+    relay.connectionLost(Failure(Exception("the body ended in the same read")))
+    written = len(sink.writes)
+    relay.stopProducing()
+    assert upstream.stopped
+    for _ in range(5):
+        turn(clock)
+    assert len(sink.writes) == written and sink.ended == 0
+    assert relay._request.unregistered == 1  # type: ignore[attr-defined]
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_json_client_gets_the_whole_burst_at_once() -> None:
+    """A non-streaming client is answered at the end anyway: no turns to wait for."""
+    sink, clock = RecordingSink(streams=False), ReactorClock()
+    relay, upstream = relay_for(sink, clock)
+    relay.dataReceived(burst())
+    assert sink.text == everything() and not upstream.paused
+    relay.connectionLost(Failure(Exception("done")))
+    assert sink.ended == 1 and sink.names[-1] == "message_stop"
