@@ -4,8 +4,8 @@ C{python -m bench.stages [--runs N] [--idle MS]}
 
 Runs, in this process and in the daemon's order, the steps ccproxy takes for benchmark (a)'s
 48 KB Claude Code request and its 10-chunk answer, timing each: decode the body, check its
-nesting, split it into remembered messages and tools (L{ccproxy.parts}), validate the rest,
-estimate the input tokens, convert, build and encode the upstream body; then parse the
+nesting, validate it part by part (messages, tools and the rest, remembered across requests:
+L{ccproxy.parts}), estimate the input tokens, convert, build and encode the upstream body; then parse the
 upstream's SSE answer, convert its chunks and assemble and encode the client's message.
 
 It times every step twice: back to back ("warm"), and right after sleeping C{--idle}
@@ -41,7 +41,6 @@ from ccproxy.providers import profile_for
 from ccproxy.service import tune_garbage_collector
 from ccproxy.sse import SSEParser
 from ccproxy.tokens import TokenCounter
-from ccproxy.validation import parse_messages_request
 from ccproxy.web.resources import MAX_JSON_DEPTH
 
 __all__ = ["STAGES", "Pipeline", "main"]
@@ -50,8 +49,7 @@ MODEL = "bench-chunks-10"
 STAGES = (
     "decode body",
     "depth check",
-    "split parts",
-    "validate rest",
+    "validate (remembered parts)",
     "count tokens",
     "convert",
     "payload dict",
@@ -96,8 +94,7 @@ class Pipeline:
         parts = self.parts.split(body)
         if parts is None:
             raise ValueError("the bench body is not valid")
-        marks.append(clock())
-        parsed = parse_messages_request(body, messages=parts.messages, tools=parts.tools)
+        parsed = parts.request
         marks.append(clock())
         estimate = self.tokens.count_request(body, parts.texts)
         marks.append(clock())

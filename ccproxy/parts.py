@@ -1,17 +1,18 @@
-"""What ccproxy derives from each message and from the tools of a request, remembered across requests.
+"""What ccproxy derives from each part of a request, remembered across requests.
 
-Claude Code resends the whole conversation and every tool definition with each turn, so all but the newest
-messages, and the tools, are byte for byte what the previous request carried. Validating them (cattrs) and
-gathering their texts for the token estimate were about half of ccproxy's own work on a 48 KB request, and grow
-with the conversation. L{RequestParts} does both once per distinct message or tools list and remembers the result,
-keyed by the part's JSON as orjson writes it (exact: two parts share a result only if they are the same JSON; the
-key costs about a fifth of the work it saves). What is remembered is immutable (frozen attrs objects and tuples)
-and never handed out for editing: the conversion builds new objects from it, or shares what it never edits (a
-tool's upstream form, L{ccproxy.anthropic.Tool.converted}).
+Claude Code resends the whole conversation, every tool definition, the system prompt and the same settings with
+each turn, so all but the newest messages, the tools and the rest of the body are byte for byte what the previous
+request carried. Validating them (cattrs) and gathering their texts for the token estimate were about half of
+ccproxy's own work on a 48 KB request, and grow with the conversation. L{RequestParts} does both once per distinct
+message, tools list or rest (the body without its messages and tools) and remembers the result, keyed by the
+part's JSON as orjson writes it (exact: two parts share a result only if they are the same JSON; the key costs
+about a fifth of the work it saves). What is remembered is immutable (frozen attrs objects and tuples) and never
+handed out for editing: the conversion builds new objects from it, or shares what it never edits (a tool's
+upstream form, L{ccproxy.anthropic.Tool.converted}).
 
 The memo is bounded by the total size of its keys, least recently used first out. What it holds costs about eight
 times the key size in memory (the validated objects, the decoded strings they keep, the joined texts and the key:
-the 48 KB benchmark body has 41 KB of keys and holds 339 KB), so the bounds below cost at most about 32 MB.
+the 48 KB benchmark body has 48 KB of keys and holds about 400 KB), so the bounds below cost at most about 36 MB.
 """
 
 from __future__ import annotations
@@ -23,16 +24,18 @@ from typing import Any, Generic, TypeVar
 from attrs import frozen
 
 from ccproxy import jsonio
-from ccproxy.anthropic import Message, Tool
+from ccproxy.anthropic import Message, MessagesRequest, Tool
 from ccproxy.tokens import BodyTexts, PartText, ToolText, message_text, tool_text
-from ccproxy.validation import validated_message, validated_tools
+from ccproxy.validation import assembled_request, validated_message, validated_rest, validated_tools
 
 __all__ = ["Parts", "RequestParts"]
 
 # Enough for a few long Claude Code conversations at once (late in a session a request carries 0.5-1 MB),
-# and for a dozen distinct tool sets.
+# for a dozen distinct tool sets, and for dozens of distinct rests (system prompt and settings, 5-20 KB each).
 MESSAGE_BYTES = 3 * 1024 * 1024
 TOOLS_BYTES = 1024 * 1024
+REST_BYTES = 512 * 1024
+_SPLIT = frozenset({"messages", "tools"})
 
 _V = TypeVar("_V")
 
@@ -87,27 +90,30 @@ _NO_TOOLS = _ToolsPart((), ())
 
 @frozen
 class Parts:
-    """A body's messages and tools, validated, with their counting parts.
+    """A body, validated, with the counting parts of its messages and tools.
 
-    @ivar messages: a new list for this request (the entries are shared, immutable).
-    @ivar tools: likewise.
+    @ivar request: a new request object; its messages, tools and the rest's fields are
+        shared (immutable).
     """
 
-    messages: list[Message]
-    tools: list[Tool]
+    request: MessagesRequest
     texts: BodyTexts
 
 
 class RequestParts:
     """The memo of one running proxy (held by its L{ccproxy.web.context.Context}, never global)."""
 
-    def __init__(self, message_bytes: int = MESSAGE_BYTES, tools_bytes: int = TOOLS_BYTES) -> None:
+    def __init__(
+        self, message_bytes: int = MESSAGE_BYTES, tools_bytes: int = TOOLS_BYTES, rest_bytes: int = REST_BYTES
+    ) -> None:
         self._messages: _Remembered[_MessagePart] = _Remembered(message_bytes)
         self._tools: _Remembered[_ToolsPart] = _Remembered(tools_bytes)
+        self._rests: _Remembered[MessagesRequest] = _Remembered(rest_bytes)
 
     def split(self, body: Any) -> Parts | None:
-        """The validated messages and tools of C{body}, or None when one of them is not valid (or not where a
-        Messages body has them): the whole body's validation then reports the error, with its path."""
+        """C{body} validated part by part: its messages one by one, its tools, and the rest
+        (system prompt and settings). None when something is not valid (or not where a
+        Messages body has it): the whole body's validation then reports the error, with its path."""
         if not isinstance(body, dict):
             return None
         messages = body.get("messages")
@@ -121,13 +127,13 @@ class RequestParts:
                 return None
             message_parts.append(part)
         tools_part = self._tools.derived(tools, _tools_part) if tools else _NO_TOOLS
-        if tools_part is None:
+        rest = self._rests.derived({k: v for k, v in body.items() if k not in _SPLIT}, validated_rest)
+        if tools_part is None or rest is None:
             return None
-        return Parts(
-            [part.message for part in message_parts],
-            list(tools_part.tools),
-            BodyTexts(tuple(part.text for part in message_parts), tools_part.texts),
-        )
+        request = assembled_request(rest, [part.message for part in message_parts], list(tools_part.tools))
+        if request is None:
+            return None
+        return Parts(request, BodyTexts(tuple(part.text for part in message_parts), tools_part.texts))
 
 
 def _message_part(value: Any) -> _MessagePart | None:

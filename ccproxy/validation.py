@@ -37,7 +37,14 @@ from ccproxy.anthropic import (
     ToolUseBlock,
 )
 
-__all__ = ["parse_messages_request", "parse_count_tokens_request", "validated_message", "validated_tools"]
+__all__ = [
+    "parse_messages_request",
+    "parse_count_tokens_request",
+    "validated_message",
+    "validated_tools",
+    "validated_rest",
+    "assembled_request",
+]
 
 
 _BLOCK_CLASSES: dict[str, type[Any]] = {
@@ -180,25 +187,43 @@ def _format_exception(error: BaseException, annotation: Any) -> str:
     return format_exception(error, annotation)
 
 
-def parse_messages_request(
-    body: Any, *, messages: list[Message] | None = None, tools: list[Tool] | None = None
-) -> MessagesRequest:
+def parse_messages_request(body: Any) -> MessagesRequest:
     """Validate a decoded C{/v1/messages} body.
 
-    @param messages: with C{tools}, the body's own C{messages} and C{tools} entries, each
-        already validated (L{validated_message}, L{validated_tools}; remembered across
-        requests by L{ccproxy.parts}): only the rest of the body is structured here.
     @raise RequestError: the body is not a valid Messages request.
     """
-    if messages is None or tools is None:
-        request: MessagesRequest = _structure(body, MessagesRequest)
-    else:
-        rest = _structure({**body, "messages": [], "tools": []}, MessagesRequest)
-        request = evolve(rest, messages=messages, tools=tools)
+    request: MessagesRequest = _structure(body, MessagesRequest)
+    _check(request)
+    return request
+
+
+def _check(request: MessagesRequest) -> None:
+    """What the fields' types do not say. @raise RequestError: what is wrong."""
     if request.max_tokens < 0:
         raise RequestError("max_tokens: must be greater than or equal to 0")
     if not request.messages:
         raise RequestError("messages: at least one message is required")
+
+
+def validated_rest(value: dict[str, Any]) -> MessagesRequest | None:
+    """A body without its C{messages} and C{tools}, validated on its own (the request it
+    makes has neither); None when it is not valid (see L{validated_message})."""
+    try:
+        rest: MessagesRequest = _structure({**value, "messages": [], "tools": []}, MessagesRequest)
+    except RequestError:
+        return None
+    return rest
+
+
+def assembled_request(rest: MessagesRequest, messages: list[Message], tools: list[Tool]) -> MessagesRequest | None:
+    """The request made of parts validated on their own (L{validated_rest},
+    L{validated_message}, L{validated_tools}; remembered across requests by
+    L{ccproxy.parts}); None when the whole is not valid (L{parse_messages_request} says why)."""
+    request = evolve(rest, messages=messages, tools=tools)
+    try:
+        _check(request)
+    except RequestError:
+        return None
     return request
 
 

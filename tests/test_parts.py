@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from bench.requests import claude_code_request
 from ccproxy import jsonio, tokens
-from ccproxy.anthropic import Tool
+from ccproxy.anthropic import RequestError, Tool
 from ccproxy.convert.request import _chat_tool, convert_request
 from ccproxy.openai import ChatTool, to_dict, wire_payload
 from ccproxy.parts import RequestParts
@@ -42,7 +42,7 @@ def test_split_parses_and_counts_exactly_as_the_whole_body(path: Path) -> None:
     body = _body(path)
     parts = RequestParts().split(body)
     assert parts is not None
-    assert parse_messages_request(body, messages=parts.messages, tools=parts.tools) == parse_messages_request(body)
+    assert parts.request == parse_messages_request(body)
     counter = TokenCounter()
     assert counter.count_request(body, parts.texts) == counter.count_request(body) == _flat_count(counter, body)
 
@@ -52,12 +52,14 @@ def test_a_resent_conversation_reuses_its_messages_and_tools() -> None:
     first = _bench_body()
     second = _bench_body()  # the next turn: the same conversation plus a new user message
     second["messages"].append({"role": "user", "content": "and now run the tests"})
-    one, two = memo.split(first), memo.split(second)
-    assert one is not None and two is not None
+    split_one, split_two = memo.split(first), memo.split(second)
+    assert split_one is not None and split_two is not None
+    one, two = split_one.request, split_two.request
     assert all(a is b for a, b in zip(one.messages, two.messages, strict=False))
     assert len(two.messages) == len(one.messages) + 1
     assert all(a is b for a, b in zip(one.tools, two.tools, strict=True))
-    assert one.messages is not two.messages and one.tools is not two.tools  # the lists are each request's own
+    assert one.system is two.system and one.metadata is two.metadata  # the rest, validated once
+    assert one is not two and one.messages is not two.messages and one.tools is not two.tools  # each request's own
 
 
 def test_a_changed_message_is_validated_again() -> None:
@@ -67,9 +69,20 @@ def test_a_changed_message_is_validated_again() -> None:
     body["messages"][0] = {"role": "user", "content": "something else"}
     second = memo.split(body)
     assert first is not None and second is not None
-    assert second.messages[0] is not first.messages[0]
-    assert second.messages[0].content == "something else"
-    assert second.messages[1] is first.messages[1]
+    assert second.request.messages[0] is not first.request.messages[0]
+    assert second.request.messages[0].content == "something else"
+    assert second.request.messages[1] is first.request.messages[1]
+
+
+def test_a_changed_rest_is_validated_again() -> None:
+    memo = RequestParts()
+    body = _bench_body()
+    first = memo.split(body)
+    body["max_tokens"] = 7
+    second = memo.split(body)
+    assert first is not None and second is not None
+    assert (first.request.max_tokens, second.request.max_tokens) == (32000, 7)
+    assert second.request.messages[0] is first.request.messages[0]
 
 
 @pytest.mark.parametrize(
@@ -80,12 +93,21 @@ def test_a_changed_message_is_validated_again() -> None:
         lambda body: body["tools"].append({"description": "no name"}),
         lambda body: body.update(tools={"Bash": {}}),
         lambda body: body.update(messages="hello"),
+        lambda body: body.update(max_tokens="many"),
+        lambda body: body.update(max_tokens=-1),
+        lambda body: body.update(messages=[]),
+        lambda body: body.pop("model"),
+        lambda body: body.update(system=[{"type": "text"}]),
     ],
 )
 def test_an_invalid_part_leaves_the_error_to_the_whole_body(change: Any) -> None:
     body = _bench_body()
     change(body)
-    assert RequestParts().split(body) is None
+    memo = RequestParts()
+    memo.split(_bench_body())  # what a valid turn left in the memo changes nothing
+    assert memo.split(body) is None
+    with pytest.raises(RequestError):
+        parse_messages_request(body)
 
 
 def test_an_invalid_part_is_not_remembered_as_valid() -> None:
@@ -101,10 +123,10 @@ def test_the_memo_forgets_the_least_recently_used_first() -> None:
     size = len(jsonio.dumps(one))
     memo = RequestParts(message_bytes=2 * size)
     for message in (one, two, one, three):  # `one` used again, so `two` is the oldest when `three` arrives
-        memo.split({"messages": [message]})
-    kept = memo.split({"messages": [one]})
-    again = memo.split({"messages": [one]})
-    assert kept is not None and again is not None and kept.messages[0] is again.messages[0]
+        memo.split({"model": "m", "max_tokens": 1, "messages": [message]})
+    kept = memo.split({"model": "m", "max_tokens": 1, "messages": [one]})
+    again = memo.split({"model": "m", "max_tokens": 1, "messages": [one]})
+    assert kept is not None and again is not None and kept.request.messages[0] is again.request.messages[0]
     assert len(memo._messages) == 2
     assert memo._messages.get(jsonio.dumps(two)) is None
 
@@ -119,7 +141,7 @@ def test_converting_a_request_leaves_the_remembered_parts_as_they_were(profile: 
         body = _bench_body()
         parts = memo.split(body)
         assert parts is not None
-        parsed = parse_messages_request(body, messages=parts.messages, tools=parts.tools)
+        parsed = parts.request
         request = convert_request(parsed, "some-model", profile_named(profile), session_id="s").request
         for tool in request.tools or []:  # each tool's remembered JSON is the tool
             assert json.loads(tool.encoded().json) == _plain_tool(tool)
@@ -128,11 +150,11 @@ def test_converting_a_request_leaves_the_remembered_parts_as_they_were(profile: 
     first = payload()
     remembered = memo.split(_bench_body())
     assert remembered is not None
-    before = copy.deepcopy((remembered.messages, remembered.tools, first))
+    before = copy.deepcopy((remembered.request, first))
     second = payload()
-    assert (remembered.messages, remembered.tools, first) == before
+    assert (remembered.request, first) == before
     assert second == first
-    for tool in remembered.tools:  # what each tool remembers is still what converting it afresh makes
+    for tool in remembered.request.tools:  # what each tool remembers is still what converting it afresh makes
         for key, made in tool._converted.items():
             assert made == _chat_tool(attrs.evolve(tool), key)
 
@@ -151,7 +173,7 @@ def test_a_resent_tool_is_encoded_once() -> None:
         body = _bench_body()
         parts = memo.split(body)
         assert parts is not None
-        parsed = parse_messages_request(body, messages=parts.messages, tools=parts.tools)
+        parsed = parts.request
         request = convert_request(parsed, "some-model", profile).request
         payload = wire_payload(request)
         assert to_dict(request)["tools"] == [_plain_tool(tool) for tool in request.tools or []]
@@ -256,5 +278,5 @@ def test_a_warm_memo_parses_and_counts_as_the_whole_body(
     body = {"model": "m", "max_tokens": 1, "messages": earlier[:2] + later, "tools": tools}
     parts = memo.split(body)
     assert parts is not None
-    assert parse_messages_request(body, messages=parts.messages, tools=parts.tools) == parse_messages_request(body)
+    assert parts.request == parse_messages_request(body)
     assert counter.count_request(body, parts.texts) == counter.count_request(body) == _flat_count(counter, body)

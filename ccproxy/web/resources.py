@@ -205,7 +205,7 @@ class Messages(ClientRequest):
             parsed = parse_messages_request(body)
             input_estimate = context.tokens.count_request(body)
         else:
-            parsed = parse_messages_request(body, messages=parts.messages, tools=parts.tools)
+            parsed = parts.request
             input_estimate = context.tokens.count_request(body, parts.texts)
         if parsed.max_tokens == 0:
             write_json(request, 200, _empty_message(parsed, input_estimate))
