@@ -49,10 +49,11 @@ from ccproxy.models import budget_output, model_info
 from ccproxy.openai import wire_payload
 from ccproxy.redact import redact_text
 from ccproxy.web.bodies import Discard, ErrorBody, lower_headers
+from ccproxy.web.clientstream import ClientStream
 from ccproxy.web.context import Context
 from ccproxy.web.errors import write_error
 from ccproxy.web.sinks import MessageSink, Sink, SSESink
-from ccproxy.web.streaming import ClientStream, Relay
+from ccproxy.web.streaming import Relay
 
 __all__ = ["MessageExchange", "RETRY_STATUSES"]
 

@@ -1,12 +1,10 @@
-"""The client side of an exchange and the relay that feeds it from the upstream.
+"""The relay that carries the upstream body to the client.
 
-L{ClientStream} owns what the client sees: the stream converter, a sink (see
-L{ccproxy.web.sinks}: SSE events as they come, or one JSON message), the keep-alive
-pings and the request's log record. L{Relay} is the upstream body protocol
-and, at the same time, the client connection's push producer: when the client cannot
-keep up, twisted.web pauses the relay, which pauses the upstream socket, so
-back-pressure reaches the provider; when the client goes away, the upstream connection
-is closed at once.
+L{Relay} is the upstream body protocol and, at the same time, the client connection's push
+producer: when the client cannot keep up, twisted.web pauses the relay, which pauses the
+upstream socket, so back-pressure reaches the provider; when the client goes away, the
+upstream connection is closed at once. What the client sees (the stream converter, a sink
+from L{ccproxy.web.sinks}, pings, the log record) is L{ccproxy.web.clientstream.ClientStream}.
 """
 
 from __future__ import annotations
@@ -17,155 +15,40 @@ from typing import Any
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.internet.protocol import Protocol
-from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Request
 from zope.interface import implementer
 
 from ccproxy import jsonio
 from ccproxy.convert.response import completion_to_chunk
-from ccproxy.convert.stream import Event, StreamConverter
 from ccproxy.errors import ApiError
-from ccproxy.grammar import GrammarError, StreamGrammar
-from ccproxy.logs import RequestRecord, debug_dump
+from ccproxy.logs import debug_dump
 from ccproxy.sse import SSEError, SSEEvent, SSEParser
-from ccproxy.web.sinks import Sink
+from ccproxy.web.clientstream import ClientStream
 
-__all__ = ["ClientStream", "Relay", "MAX_JSON_BODY", "EVENTS_PER_TURN"]
+__all__ = ["Relay", "MAX_JSON_BODY", "EVENTS_PER_TURN"]
 
-_log = Logger()
 MAX_JSON_BODY = 64 * 1024 * 1024
 # Upstream events converted per reactor turn for a streaming client. Twisted sends what was
 # written only when the reactor next polls, so a read that brings hundreds of events (a fast
 # provider, or one that sends a long answer at once) would otherwise reach the client only
 # after all of them were converted: the first token would wait for the last.
 EVENTS_PER_TURN = 32
-
-
-class ClientStream:
-    """What one client receives: converted events, pings, and the end.
-
-    @param debug_secrets: when not C{None}, every batch is dumped (redacted) to the log.
-    """
-
-    def __init__(
-        self,
-        converter: StreamConverter,
-        sink: Sink,
-        record: RequestRecord,
-        clock: Any,
-        ping_interval: float,
-        debug_secrets: tuple[str | None, ...] | None = None,
-    ) -> None:
-        self.converter = converter
-        self.started = False
-        self.paused = False
-        self._sink = sink
-        self._record = record
-        self._clock = clock
-        self._ping_interval = ping_interval
-        self._debug_secrets = debug_secrets
-        self._last_write = 0.0
-        self._ping: LoopingCall | None = None
-        self._closed = False
-        # In debug mode every stream is checked against the Anthropic event grammar.
-        self._grammar = StreamGrammar() if debug_secrets is not None else None
-
-    @property
-    def request_id(self) -> str:
-        """The id of the request this stream answers."""
-        return self._record.request_id
-
-    @property
-    def streams(self) -> bool:
-        """Whether the client receives SSE (rather than one JSON message)."""
-        return self._sink.streams
-
-    def begin(self) -> None:
-        """Start the response: headers, C{message_start}, then pings during silence."""
-        if self.started:
-            return
-        self.started = True
-        self._sink.begin()
-        self.emit(self.converter.start())
-        if self._sink.streams:
-            self._ping = LoopingCall(self._keepalive)
-            self._ping.clock = self._clock
-            self._ping.start(self._ping_interval, now=False)
-
-    def emit(self, events: list[Event]) -> None:
-        """Hand C{events} to the sink and note what the log line needs."""
-        if not events or self._closed:
-            return
-        self._sink.events(events)
-        self._last_write = now = self._clock.seconds()
-        record = self._record
-        if record.first_token is None and events[0][0] != "message_start":
-            record.first_token = now
-        last_name, last_payload = events[-1]
-        if last_name == "message_stop" and len(events) > 1:
-            record.usage = events[-2][1].get("usage")
-        elif last_name == "error":
-            record.outcome = "error"
-            record.error = str(last_payload["error"].get("message", ""))
-        if self._debug_secrets is not None:
-            debug_dump("client events", record.request_id, events, self._debug_secrets)
-            self._check_grammar(events)
-
-    def _check_grammar(self, events: list[Event]) -> None:
-        if self._grammar is None:
-            return
-        try:
-            for name, payload in events:
-                self._grammar.feed(name, payload)
-        except GrammarError as wrong:
-            self._grammar = None  # one report per stream
-            _log.error(
-                "request {request_id}: stream grammar violation: {error}",
-                request_id=self._record.request_id,
-                error=str(wrong),
-            )
-
-    def fail(self, error: ApiError) -> None:
-        """End the stream with C{error} (an C{error} event, or the sink's HTTP error)."""
-        self.emit(self.converter.fail(error))
-
-    def end(self) -> None:
-        """Stop pinging and finish the response (once)."""
-        if self._closed:
-            return
-        self._stop_pings()
-        self._closed = True
-        self._sink.end()
-
-    def abandon(self) -> None:
-        """The client is gone: stop pinging, write nothing more."""
-        self._stop_pings()
-        self._closed = True
-
-    def _keepalive(self) -> None:
-        if self.paused or self._closed:
-            return
-        if self._clock.seconds() - self._last_write >= self._ping_interval * 0.9:
-            self._sink.ping()
-            self._last_write = self._clock.seconds()
-
-    def _stop_pings(self) -> None:
-        if self._ping is not None and self._ping.running:
-            self._ping.stop()
-        self._ping = None
+# Events converted before the relay watches for the end of the reactor turn (one timer per
+# that many events, rather than one per event of a slowly paced stream).
+_WATCH_AFTER = 8
 
 
 @implementer(IPushProducer)
 class Relay(Protocol):
     """Carries one upstream body to one client. See the module docstring.
 
-    Events wait in a queue only when a read brings more than L{EVENTS_PER_TURN} of them
-    for a streaming client: the rest are converted on the following reactor turns, each
-    after the reactor has sent what the previous turn wrote, with the upstream socket
-    paused meanwhile (and while the client is slow). The end of the upstream body is
-    acted on once the queue is empty, so nothing is reordered or lost.
+    Events wait in a queue only when more than L{EVENTS_PER_TURN} of them arrive in one
+    reactor turn for a streaming client (twisted.web's client delivers each HTTP chunk on
+    its own, so a turn's read can bring hundreds): the rest are converted on the following
+    turns, each after the reactor has sent what the previous one wrote, with the upstream
+    socket paused meanwhile (and while the client is slow). The end of the upstream body
+    is acted on once the queue is empty, so nothing is reordered or lost.
 
     @param json_body: the upstream answered with a JSON completion instead of SSE;
         collect it and convert it as one chunk.
@@ -197,7 +80,9 @@ class Relay(Protocol):
         self._producing = False
         self._idle: IDelayedCall | None = None
         self._queue: deque[SSEEvent] = deque()
-        self._turn: IDelayedCall | None = None  # the next turn's conversion, while events wait
+        self._spent = 0  # events converted since the last end of a reactor turn
+        self._turn_end: IDelayedCall | None = None  # runs when the current reactor turn is over
+        self._resume: IDelayedCall | None = None  # converts what waits, after the reactor polled
         self._held = False  # whether the upstream socket is paused (by the client or the queue)
         self._ended: Failure | None = None  # the upstream body's end, once it came
 
@@ -233,20 +118,21 @@ class Relay(Protocol):
             self.abort(ApiError(502, "api_error", f"{self._converter.provider}: {error}"))
             return
         self._queue.extend(sse_events)
-        if self._turn is None:
+        if self._resume is None:
             self._convert_queued()
 
     def _convert_queued(self) -> None:
-        """Convert queued events: all of them, or a turn's worth for a streaming client."""
-        self._turn = None
-        budget = EVENTS_PER_TURN if self._client.streams else len(self._queue)
+        """Convert queued events: all of them, or what is left of this turn's share for a
+        streaming client (the rest waits for L{_end_turn})."""
         queue = self._queue
+        streams = self._client.streams
         while queue and not self._client.paused:
-            if not budget:
-                # Two hops: a call made now runs before the reactor next polls (and sends).
-                self._turn = self._clock.callLater(0, self._next_turn)
-                break
-            budget -= 1
+            if streams:
+                if self._spent == EVENTS_PER_TURN:
+                    break
+                self._spent += 1
+                if self._spent == _WATCH_AFTER:
+                    self._turn_end = self._clock.callLater(0, self._end_turn)
             if not self._handle_data(queue.popleft().data):
                 self._drop_queue()
                 self._stop_upstream()  # the stream is over: stop reading (and paying)
@@ -255,14 +141,25 @@ class Relay(Protocol):
         if not queue and self._ended is not None:
             self._end(self._ended)
 
-    def _next_turn(self) -> None:
-        self._turn = self._clock.callLater(0, self._convert_queued)
+    def _end_turn(self) -> None:
+        """The reactor turn that converted events is over: what waits is converted on the
+        next one, after the reactor has sent what this one wrote."""
+        self._turn_end = None
+        self._spent = 0
+        if self._queue:
+            self._resume = self._clock.callLater(0, self._resume_conversion)
+
+    def _resume_conversion(self) -> None:
+        self._resume = None
+        self._convert_queued()
 
     def _drop_queue(self) -> None:
         self._queue.clear()
-        if self._turn is not None and self._turn.active():
-            self._turn.cancel()
-        self._turn = None
+        for call in (self._turn_end, self._resume):
+            if call is not None and call.active():
+                call.cancel()
+        self._turn_end = self._resume = None
+        self._spent = 0
 
     def _hold_upstream(self) -> None:
         """Pause the upstream socket while the client is slow or events wait; else read on."""
@@ -337,7 +234,7 @@ class Relay(Protocol):
     def resumeProducing(self) -> None:
         """The client drained: convert what waits, then read the upstream socket again."""
         self._client.paused = False
-        if self._turn is None:
+        if self._resume is None:
             self._convert_queued()
 
     def stopProducing(self) -> None:

@@ -13,7 +13,7 @@ from ccproxy.convert.names import ToolIdMap, ToolNameMap
 from ccproxy.convert.stream import StreamConverter
 from ccproxy.logs import RequestRecord
 from ccproxy.redact import redact_headers, redact_text
-from ccproxy.web.streaming import ClientStream
+from ccproxy.web.clientstream import ClientStream
 from tests.fake_upstream import Reply, text_reply, tool_call_reply
 from tests.web.test_integration import BASH_TOOL, body, post
 

@@ -17,7 +17,8 @@ from ccproxy.convert.names import ToolIdMap, ToolNameMap
 from ccproxy.convert.stream import Event, StreamConverter
 from ccproxy.logs import RequestRecord
 from ccproxy.providers import profile_named
-from ccproxy.web.streaming import EVENTS_PER_TURN, ClientStream, Relay
+from ccproxy.web.clientstream import ClientStream
+from ccproxy.web.streaming import EVENTS_PER_TURN, Relay
 from tests.fake_upstream import chunk, usage_chunk
 
 WORDS = 100  # content chunks in the burst: a few turns' worth
@@ -121,12 +122,17 @@ def relay_for(sink: RecordingSink, clock: ReactorClock) -> tuple[Relay, Upstream
     return relay, transport
 
 
-def burst() -> bytes:
-    """A whole answer in one read: role, WORDS words, finish, usage, [DONE]."""
+def events() -> list[bytes]:
+    """A whole answer, one SSE event per item: role, WORDS words, finish, usage, [DONE]."""
     chunks = [chunk({"role": "assistant", "content": ""})]
     chunks += [chunk({"content": f"w{i} "}) for i in range(WORDS)]
     chunks += [chunk({}, "stop"), usage_chunk()]
-    return b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+    return [b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks] + [b"data: [DONE]\n\n"]
+
+
+def burst() -> bytes:
+    """The whole answer in one piece."""
+    return b"".join(events())
 
 
 def everything() -> str:
@@ -161,6 +167,36 @@ def test_a_burst_reaches_the_client_a_turn_at_a_time() -> None:
     relay.connectionLost(Failure(Exception("done")))
     assert sink.names[-1] == "message_stop" and sink.ended == 1
     assert clock.getDelayedCalls() == []
+
+
+def test_a_burst_of_http_chunks_in_one_turn_is_sliced_too() -> None:
+    """twisted.web's client hands over each HTTP chunk on its own: one event per call."""
+    sink, clock = RecordingSink(), ReactorClock()
+    relay, upstream = relay_for(sink, clock)
+    for data in events():
+        relay.dataReceived(data)
+    assert len(sink.writes) <= 1 + EVENTS_PER_TURN and upstream.paused
+    while upstream.paused:
+        before = len(sink.writes)
+        turn(clock)
+        assert 0 < len(sink.writes) - before <= EVENTS_PER_TURN
+    assert sink.text == everything()
+
+
+def test_a_paced_stream_is_converted_as_it_comes() -> None:
+    """One event per reactor turn: nothing waits, the upstream is never paused."""
+    sink, clock = RecordingSink(), ReactorClock()
+    relay, upstream = relay_for(sink, clock)
+    words = 0
+    for data in events():
+        relay.dataReceived(data)
+        words += b'"content": "w' in data
+        assert sink.text.count("w") == words, "an event waited"
+        assert not upstream.paused
+        clock.reactor_turn()
+    assert sink.text == everything()
+    relay.connectionLost(Failure(Exception("done")))
+    assert sink.ended == 1 and clock.getDelayedCalls() == []
 
 
 def test_the_end_of_the_upstream_body_waits_for_the_queued_events() -> None:
