@@ -184,16 +184,18 @@ class JoinedEstimate:
 
     def __init__(self, limit: int = 16384) -> None:
         self._limit = limit
+        # (hash, length) -> (weight less the newline-before correction, first class, last class)
         self._memo: dict[tuple[int, int], tuple[int, int, int]] = {}
 
     def __call__(self, texts: Iterable[str]) -> int:
         memo = self._memo
+        weights = _WEIGHTS  # _pair_weight, inlined: this runs for every text of every request
         total = 0
         previous = 0  # class of the character before the next one; 0 before the start
         empty = True
         for index, text in enumerate(texts):
             if index:
-                total += _pair_weight(previous, _SEPARATOR)
+                total += weights[(previous ^ _SEPARATOR) << 4 | _SEPARATOR]
                 previous = _SEPARATOR
                 empty = False
             if not text:
@@ -203,9 +205,10 @@ class JoinedEstimate:
             if found is None:
                 if len(memo) >= self._limit:
                     memo.clear()
-                found = memo[key] = _weights(text, _SEPARATOR)
-            weight, first, last = found
-            total += weight + _pair_weight(previous, first) - _pair_weight(_SEPARATOR, first)
+                weight, first, last = _weights(text, _SEPARATOR)
+                found = memo[key] = (weight - _pair_weight(_SEPARATOR, first), first, last)
+            adjusted, first, last = found
+            total += adjusted + weights[(previous ^ first) << 4 | first]
             previous = last
             empty = False
         return 0 if empty else _tokens(total)
