@@ -10,16 +10,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest_twisted
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from ccproxy.convert.names import ToolIdMap, ToolNameMap
 from ccproxy.convert.stream import Event, StreamConverter
+from ccproxy.grammar import check_events, final_message
 from ccproxy.logs import RequestRecord
 from ccproxy.providers import profile_named
 from ccproxy.web.clientstream import ClientStream
 from ccproxy.web.streaming import EVENTS_PER_TURN, Relay
-from tests.fake_upstream import chunk, usage_chunk
+from tests.fake_upstream import Reply, chunk, usage_chunk
+from tests.web.test_integration import body, post, sse_events
 
 WORDS = 100  # content chunks in the burst: a few turns' worth
 
@@ -146,6 +149,20 @@ def turn(clock: ReactorClock) -> None:
     clock.reactor_turn()
 
 
+def drain(relay: Relay, clock: ReactorClock) -> int:
+    """Turn until nothing waits; each turn converts a share at most. The number of turns."""
+    sink: RecordingSink = relay._client._sink  # type: ignore[assignment]
+    turns = 0
+    while relay._queue:
+        waiting, before = len(relay._queue), len(sink.writes)
+        turn(clock)
+        assert waiting - len(relay._queue) == min(waiting, EVENTS_PER_TURN), "a turn converted too much or nothing"
+        assert len(sink.writes) - before <= EVENTS_PER_TURN
+        turns += 1
+    assert not relay.transport.paused  # type: ignore[union-attr]
+    return turns
+
+
 def test_a_burst_reaches_the_client_a_turn_at_a_time() -> None:
     sink, clock = RecordingSink(), ReactorClock()
     relay, upstream = relay_for(sink, clock)
@@ -156,13 +173,8 @@ def test_a_burst_reaches_the_client_a_turn_at_a_time() -> None:
     assert upstream.paused, "the upstream socket waits while events are queued"
     clock.reactor_turn()
     assert len(sink.writes) == first, "nothing converted before the reactor sent the first turn"
-    turns = 0
-    while upstream.paused:
-        before = len(sink.writes)
-        turn(clock)
-        assert 0 < len(sink.writes) - before <= EVENTS_PER_TURN
-        turns += 1
-    assert turns >= (WORDS + 4) // EVENTS_PER_TURN - 1
+    turns = drain(relay, clock)
+    assert turns >= len(events()) // EVENTS_PER_TURN - 1
     assert sink.text == everything() and sink.ended == 0
     relay.connectionLost(Failure(Exception("done")))
     assert sink.names[-1] == "message_stop" and sink.ended == 1
@@ -176,10 +188,7 @@ def test_a_burst_of_http_chunks_in_one_turn_is_sliced_too() -> None:
     for data in events():
         relay.dataReceived(data)
     assert len(sink.writes) <= 1 + EVENTS_PER_TURN and upstream.paused
-    while upstream.paused:
-        before = len(sink.writes)
-        turn(clock)
-        assert 0 < len(sink.writes) - before <= EVENTS_PER_TURN
+    drain(relay, clock)
     assert sink.text == everything()
 
 
@@ -255,3 +264,17 @@ def test_a_json_client_gets_the_whole_burst_at_once() -> None:
     assert sink.text == everything() and not upstream.paused
     relay.connectionLost(Failure(Exception("done")))
     assert sink.ended == 1 and sink.names[-1] == "message_stop"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_long_burst_through_real_sockets_arrives_whole_and_in_order(harness: Any) -> None:
+    """Ten turns' worth of events written at once by the upstream: a valid stream, every word."""
+    words = [f"w{i} " for i in range(10 * EVENTS_PER_TURN)]
+    url = harness.start([Reply(chunks=[chunk({"content": w}) for w in words] + [chunk({}, "stop"), usage_chunk()])])
+    response, raw = await post(url + "/v1/messages", body(stream=True))
+    assert response.code == 200
+    events = sse_events(raw)
+    check_events(events)
+    message = final_message(events)
+    assert message["content"] == [{"type": "text", "text": "".join(words)}]
+    assert message["stop_reason"] == "end_turn"
