@@ -48,6 +48,7 @@ class ClientStream:
         self._last_write = 0.0
         self._ping: LoopingCall | None = None
         self._closed = False
+        self._held: list[Event] | None = None  # events emitted while held, not yet delivered
         # In debug mode every stream is checked against the Anthropic event grammar.
         self._grammar = StreamGrammar() if debug_secrets is not None else None
 
@@ -74,10 +75,14 @@ class ClientStream:
             self._ping.start(self._ping_interval, now=False)
 
     def emit(self, events: list[Event]) -> None:
-        """Hand C{events} to the sink and note what the log line needs."""
+        """Hand C{events} to the sink (or keep them, while held) and note what the log line
+        needs."""
         if not events or self._closed:
             return
-        self._sink.events(events)
+        if self._held is None:
+            self._sink.events(events)
+        else:
+            self._held.extend(events)
         self._last_write = now = self._clock.seconds()
         record = self._record
         if record.first_token is None and events[0][0] != "message_start":
@@ -91,6 +96,22 @@ class ClientStream:
         if self._debug_secrets is not None:
             debug_dump("client events", record.request_id, events, self._debug_secrets)
             self._check_grammar(events)
+
+    def hold(self) -> None:
+        """Keep what is emitted until L{flush}: one write for many events.
+
+        The relay holds events only until the end of the reactor turn that converted them:
+        Twisted sends nothing before the reactor next polls, so holding them that long costs
+        the client no time, and it spares twisted.web a chunk per event.
+        """
+        if self._held is None and not self._closed:
+            self._held = []
+
+    def flush(self) -> None:
+        """Deliver what was held, in one batch, and stop holding."""
+        held, self._held = self._held, None
+        if held and not self._closed:
+            self._sink.events(held)
 
     def _check_grammar(self, events: list[Event]) -> None:
         if self._grammar is None:
@@ -114,6 +135,7 @@ class ClientStream:
         """Stop pinging and finish the response (once)."""
         if self._closed:
             return
+        self.flush()
         self._stop_pings()
         self._closed = True
         self._sink.end()
@@ -122,11 +144,13 @@ class ClientStream:
         """The client is gone: stop pinging, write nothing more."""
         self._stop_pings()
         self._closed = True
+        self._held = None
 
     def _keepalive(self) -> None:
         if self.paused or self._closed:
             return
         if self._clock.seconds() - self._last_write >= self._ping_interval * 0.9:
+            self.flush()  # never a ping before events converted earlier
             self._sink.ping()
             self._last_write = self._clock.seconds()
 

@@ -35,8 +35,9 @@ MAX_JSON_BODY = 64 * 1024 * 1024
 # after all of them were converted: the first token would wait for the last.
 EVENTS_PER_TURN = 32
 # Events converted before the relay watches for the end of the reactor turn (one timer per
-# that many events, rather than one per event of a slowly paced stream).
-_WATCH_AFTER = 8
+# that many events, rather than one per event of a slowly paced stream); the events converted
+# after that, until the turn ends, reach the client in one write.
+_WATCH_AFTER = 4
 
 
 @implementer(IPushProducer)
@@ -47,8 +48,11 @@ class Relay(Protocol):
     reactor turn for a streaming client (twisted.web's client delivers each HTTP chunk on
     its own, so a turn's read can bring hundreds): the rest are converted on the following
     turns, each after the reactor has sent what the previous one wrote, with the upstream
-    socket paused meanwhile (and while the client is slow). The end of the upstream body
-    is acted on once the queue is empty, so nothing is reordered or lost.
+    socket paused meanwhile (and while the client is slow). The events a turn converts after
+    its first few are held and written together when the turn ends, before the reactor polls,
+    so a burst costs twisted.web a few writes per turn rather than one per event, and the
+    client gets them no later. The end of the upstream body is acted on once the queue is
+    empty, so nothing is reordered or lost.
 
     @param json_body: the upstream answered with a JSON completion instead of SSE;
         collect it and convert it as one chunk.
@@ -133,6 +137,7 @@ class Relay(Protocol):
                 self._spent += 1
                 if self._spent == _WATCH_AFTER:
                     self._turn_end = self._clock.callLater(0, self._end_turn)
+                    self._client.hold()  # the rest of this turn's events go out in one write
             if not self._handle_data(queue.popleft().data):
                 self._drop_queue()
                 self._stop_upstream()  # the stream is over: stop reading (and paying)
@@ -146,6 +151,7 @@ class Relay(Protocol):
         next one, after the reactor has sent what this one wrote."""
         self._turn_end = None
         self._spent = 0
+        self._client.flush()
         if self._queue:
             self._resume = self._clock.callLater(0, self._resume_conversion)
 
@@ -154,12 +160,14 @@ class Relay(Protocol):
         self._convert_queued()
 
     def _drop_queue(self) -> None:
+        """Forget the events that wait (the converted ones still go out)."""
         self._queue.clear()
         for call in (self._turn_end, self._resume):
             if call is not None and call.active():
                 call.cancel()
         self._turn_end = self._resume = None
         self._spent = 0
+        self._client.flush()
 
     def _hold_upstream(self) -> None:
         """Pause the upstream socket while the client is slow or events wait; else read on."""

@@ -3,6 +3,8 @@
 Twisted sends what a protocol wrote only when the reactor next polls; the relay therefore
 converts at most EVENTS_PER_TURN events per reactor turn, pausing the upstream socket while
 the rest wait, so a client's first token never waits for the conversion of the whole burst.
+What one turn converts beyond the first few events goes out in one write at the turn's end,
+still before the reactor polls: nothing reaches the client later for it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from ccproxy.grammar import check_events, final_message
 from ccproxy.logs import RequestRecord
 from ccproxy.providers import profile_named
 from ccproxy.web.clientstream import ClientStream
-from ccproxy.web.streaming import EVENTS_PER_TURN, Relay
+from ccproxy.web.streaming import _WATCH_AFTER, EVENTS_PER_TURN, Relay
 from tests.fake_upstream import Reply, chunk, usage_chunk
 from tests.web.test_integration import body, post, sse_events
 
@@ -55,7 +57,7 @@ class RecordingSink:
         self.writes.append(list(events))
 
     def ping(self) -> None:
-        pass
+        self.writes.append([("ping", {"type": "ping"})])
 
     def end(self) -> None:
         self.ended += 1
@@ -150,15 +152,17 @@ def turn(clock: ReactorClock) -> None:
 
 
 def drain(relay: Relay, clock: ReactorClock) -> int:
-    """Turn until nothing waits; each turn converts a share at most. The number of turns."""
+    """Turn until nothing waits and all is delivered; each turn converts a share at most, and
+    writes it in a few writes at most. The number of turns."""
     sink: RecordingSink = relay._client._sink  # type: ignore[assignment]
     turns = 0
     while relay._queue:
         waiting, before = len(relay._queue), len(sink.writes)
         turn(clock)
         assert waiting - len(relay._queue) == min(waiting, EVENTS_PER_TURN), "a turn converted too much or nothing"
-        assert len(sink.writes) - before <= EVENTS_PER_TURN
+        assert len(sink.writes) - before <= _WATCH_AFTER, "a turn's events were not written together"
         turns += 1
+    clock.reactor_turn()  # the end of the last turn delivers what it converted
     assert not relay.transport.paused  # type: ignore[union-attr]
     return turns
 
@@ -167,12 +171,16 @@ def test_a_burst_reaches_the_client_a_turn_at_a_time() -> None:
     sink, clock = RecordingSink(), ReactorClock()
     relay, upstream = relay_for(sink, clock)
     relay.dataReceived(burst())
-    first = len(sink.writes)
-    assert 1 < first <= 1 + EVENTS_PER_TURN  # message_start, then one turn's worth
-    assert sink.names[0] == "message_start" and "content_block_delta" in sink.names
     assert upstream.paused, "the upstream socket waits while events are queued"
+    clock.reactor_turn()  # the end of the turn: what it converted goes out before the reactor polls
+    first = len(sink.names)
+    assert 2 < first <= 2 + EVENTS_PER_TURN  # message_start and ping, then one turn's worth
+    assert sink.names[0] == "message_start" and "content_block_delta" in sink.names
+    assert len(sink.writes) <= 1 + _WATCH_AFTER < first, "the turn's events were not written together"
+    clock.reactor_turn()  # the reactor has polled; now the next share is converted
+    assert len(sink.names) <= first + EVENTS_PER_TURN
     clock.reactor_turn()
-    assert len(sink.writes) == first, "nothing converted before the reactor sent the first turn"
+    assert len(sink.names) > first
     turns = drain(relay, clock)
     assert turns >= len(events()) // EVENTS_PER_TURN - 1
     assert sink.text == everything() and sink.ended == 0
@@ -200,9 +208,9 @@ def test_a_paced_stream_is_converted_as_it_comes() -> None:
     for data in events():
         relay.dataReceived(data)
         words += b'"content": "w' in data
-        assert sink.text.count("w") == words, "an event waited"
         assert not upstream.paused
-        clock.reactor_turn()
+        clock.reactor_turn()  # before the reactor polls again
+        assert sink.text.count("w") == words, "an event waited"
     assert sink.text == everything()
     relay.connectionLost(Failure(Exception("done")))
     assert sink.ended == 1 and clock.getDelayedCalls() == []
@@ -226,6 +234,7 @@ def test_a_slow_client_stops_the_conversion_until_it_drains() -> None:
     relay, upstream = relay_for(sink, clock)
     relay.dataReceived(burst())
     relay.pauseProducing()
+    clock.reactor_turn()  # what the turn converted before the pause still goes out
     held = len(sink.writes)
     for _ in range(5):
         turn(clock)
@@ -234,6 +243,7 @@ def test_a_slow_client_stops_the_conversion_until_it_drains() -> None:
     assert len(sink.writes) > held
     while upstream.paused:
         turn(clock)
+    clock.reactor_turn()  # the end of the last turn delivers what it converted
     assert sink.text == everything()
     relay.pauseProducing()
     assert upstream.paused
@@ -254,6 +264,36 @@ def test_a_client_that_leaves_mid_burst_gets_nothing_more_and_the_upstream_close
     assert len(sink.writes) == written and sink.ended == 0
     assert relay._request.unregistered == 1  # type: ignore[attr-defined]
     assert clock.getDelayedCalls() == []
+
+
+def test_a_broken_chunk_mid_turn_ends_the_stream_after_what_was_converted() -> None:
+    """The error event follows the events the turn converted before it (held or not)."""
+    sink, clock = RecordingSink(), ReactorClock()
+    relay, upstream = relay_for(sink, clock)
+    good = events()[: 2 * _WATCH_AFTER]
+    relay.dataReceived(b"".join(good) + b"data: {not json\n\n" + b"".join(events()[2 * _WATCH_AFTER :]))
+    assert upstream.stopped
+    relay.connectionLost(Failure(Exception("closed by the proxy")))
+    assert sink.ended == 1
+    assert sink.names[-1] == "error" and sink.names.count("error") == 1
+    assert sink.text == "".join(f"w{i} " for i in range(2 * _WATCH_AFTER - 1))  # after the role chunk
+    assert clock.getDelayedCalls() == []
+
+
+def test_held_events_go_out_before_a_ping_and_before_the_end() -> None:
+    sink, clock = RecordingSink(), ReactorClock()
+    relay, _ = relay_for(sink, clock)
+    client = relay._client
+    client.hold()
+    client.emit([("content_block_start", {"type": "content_block_start", "index": 0,
+                                          "content_block": {"type": "text", "text": ""}})])
+    assert sink.names == ["message_start", "ping"], "a held event was written"
+    clock.advance(15.0)  # a ping is due
+    assert sink.names == ["message_start", "ping", "content_block_start", "ping"]
+    client.hold()
+    client.emit([("content_block_stop", {"type": "content_block_stop", "index": 0})])
+    client.end()
+    assert sink.names[-1] == "content_block_stop" and sink.ended == 1
 
 
 def test_a_json_client_gets_the_whole_burst_at_once() -> None:
