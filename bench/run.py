@@ -813,7 +813,10 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
     if cpu:
         row("(d) CPU per 200-chunk stream, paced ms", "", _fmt(cpu["paced_2ms_ms"]), "",
             f"≤ {TARGETS['cpu_stream_ms']:g}", cpu["paced_2ms_ms"] <= TARGETS["cpu_stream_ms"])
-        row("(d) CPU per 200-chunk stream, burst ms", "", _fmt(cpu["burst_ms"]), "")
+        # The issue's own setup: an upstream that answers at once, so the 200 chunks come
+        # together; paced chunks above are the stricter case, a wake-up per chunk.
+        row("(d) CPU per 200-chunk stream, burst ms", "", _fmt(cpu["burst_ms"]), "",
+            f"≤ {TARGETS['cpu_stream_ms']:g}", cpu["burst_ms"] <= TARGETS["cpu_stream_ms"])
         row("(d) … burst, tiny body (per-chunk cost) ms", "", _fmt(cpu["burst_small_body_ms"]), "")
         if "floor_paced_2ms_ms" in cpu:
             row("(d) … floor: bare Twisted relay, paced / burst ms", "",

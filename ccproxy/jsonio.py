@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["loads", "dumps", "deeper_than", "Encoded"]
+__all__ = ["loads", "dumps", "dumps_within", "deeper_than", "Encoded"]
 
 
 class Encoded:
@@ -76,6 +76,21 @@ def dumps(value: Any) -> bytes:
     try:
         return orjson.dumps(value, default=_orjson_default)
     except TypeError:  # orjson.JSONEncodeError: surrogates, huge ints
+        return _encode(value).encode("utf-8", "backslashreplace")
+
+
+def dumps_within(value: Any, limit: int) -> bytes | None:
+    """L{dumps}(C{value}), or None when C{value} nests more than C{limit} levels deep and orjson
+    cannot encode it (the stdlib encoder, which recurses, is never given such a value).
+
+    It does not check the depth of what orjson encodes (254 levels at most): see
+    L{deeper_than}.
+    """
+    try:
+        return orjson.dumps(value, default=_orjson_default)
+    except TypeError:
+        if _walk_deeper_than(value, limit):
+            return None
         return _encode(value).encode("utf-8", "backslashreplace")
 
 

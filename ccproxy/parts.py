@@ -10,6 +10,9 @@ about a fifth of the work it saves). What is remembered is immutable (frozen att
 handed out for editing: the conversion builds new objects from it, or shares what it never edits (a tool's
 upstream form, L{ccproxy.anthropic.Tool.converted}).
 
+The same key checks the body's depth (L{ccproxy.validation.MAX_JSON_DEPTH}) without a pass of its own: a part is
+checked when it is first seen, and a remembered part is the same JSON, so it nests exactly as deep as it did then.
+
 The memo is bounded by the total size of its keys, least recently used first out. What it holds costs about eight
 times the key size in memory (the validated objects, the decoded strings they keep, the joined texts and the key:
 the 48 KB benchmark body has 48 KB of keys and holds about 400 KB), so the bounds below cost at most about 36 MB.
@@ -26,7 +29,14 @@ from attrs import frozen
 from ccproxy import jsonio
 from ccproxy.anthropic import Message, MessagesRequest, Tool
 from ccproxy.tokens import BodyTexts, PartText, ToolText, message_text, tool_text
-from ccproxy.validation import assembled_request, validated_message, validated_rest, validated_tools
+from ccproxy.validation import (
+    MAX_JSON_DEPTH,
+    assembled_request,
+    too_deep,
+    validated_message,
+    validated_rest,
+    validated_tools,
+)
 
 __all__ = ["Parts", "RequestParts"]
 
@@ -36,6 +46,11 @@ MESSAGE_BYTES = 3 * 1024 * 1024
 TOOLS_BYTES = 1024 * 1024
 REST_BYTES = 512 * 1024
 _SPLIT = frozenset({"messages", "tools"})
+# How deep each part may nest for the body to stay within MAX_JSON_DEPTH: a message is inside
+# the body and its messages array, the tools array inside the body; the rest is the body's
+# own object, less two keys.
+_MESSAGE_DEPTH = MAX_JSON_DEPTH - 2
+_TOOLS_DEPTH = MAX_JSON_DEPTH - 1
 
 _V = TypeVar("_V")
 
@@ -57,12 +72,20 @@ class _Remembered(Generic[_V]):
             self._entries.move_to_end(key)
         return value
 
-    def derived(self, value: Any, derive: Callable[[Any], _V | None]) -> _V | None:
+    def derived(self, value: Any, derive: Callable[[Any], _V | None], depth: int) -> _V | None:
         """What C{derive} makes of C{value}, remembered by its JSON; None (and nothing remembered)
-        when it makes nothing."""
-        key = jsonio.dumps(value)
+        when it makes nothing.
+
+        @param depth: how deep C{value} may nest.
+        @raise RequestError: it nests deeper (checked only when it is not remembered).
+        """
+        key = jsonio.dumps_within(value, depth)
+        if key is None:
+            raise too_deep()
         found = self.get(key)
         if found is None:
+            if jsonio.deeper_than(value, depth):
+                raise too_deep()
             found = derive(value)
             if found is not None and len(key) <= self._max_bytes:
                 self._entries[key] = found
@@ -113,7 +136,11 @@ class RequestParts:
     def split(self, body: Any) -> Parts | None:
         """C{body} validated part by part: its messages one by one, its tools, and the rest
         (system prompt and settings). None when something is not valid (or not where a
-        Messages body has it): the whole body's validation then reports the error, with its path."""
+        Messages body has it): the whole body's validation then reports the error, with its path
+        (after L{ccproxy.validation.check_depth}: not every part was checked here).
+
+        @raise RequestError: C{body} nests deeper than L{MAX_JSON_DEPTH}.
+        """
         if not isinstance(body, dict):
             return None
         messages = body.get("messages")
@@ -122,12 +149,12 @@ class RequestParts:
             return None
         message_parts = []
         for value in messages:
-            part = self._messages.derived(value, _message_part)
+            part = self._messages.derived(value, _message_part, _MESSAGE_DEPTH)
             if part is None:
                 return None
             message_parts.append(part)
-        tools_part = self._tools.derived(tools, _tools_part) if tools else _NO_TOOLS
-        rest = self._rests.derived({k: v for k, v in body.items() if k not in _SPLIT}, validated_rest)
+        tools_part = self._tools.derived(tools, _tools_part, _TOOLS_DEPTH) if tools else _NO_TOOLS
+        rest = self._rests.derived({k: v for k, v in body.items() if k not in _SPLIT}, validated_rest, MAX_JSON_DEPTH)
         if tools_part is None or rest is None:
             return None
         request = assembled_request(rest, [part.message for part in message_parts], list(tools_part.tools))

@@ -15,6 +15,7 @@ from cattrs.cols import is_sequence, list_structure_factory
 from cattrs.gen import make_dict_structure_fn
 from cattrs.v import format_exception
 
+from ccproxy import jsonio
 from ccproxy.anthropic import (
     SERVER_TOOL_BLOCK_TYPES,
     Block,
@@ -38,6 +39,9 @@ from ccproxy.anthropic import (
 )
 
 __all__ = [
+    "MAX_JSON_DEPTH",
+    "check_depth",
+    "too_deep",
     "parse_messages_request",
     "parse_count_tokens_request",
     "validated_message",
@@ -45,6 +49,23 @@ __all__ = [
     "validated_rest",
     "assembled_request",
 ]
+
+
+# Far beyond any real request (Claude Code's deepest are tool schemas, a dozen levels), and
+# shallow enough that every walk of a body, and the stdlib JSON encoder, stays far from
+# Python's recursion limit.
+MAX_JSON_DEPTH = 128
+
+
+def too_deep() -> RequestError:
+    """The error for a body that nests deeper than L{MAX_JSON_DEPTH}."""
+    return RequestError(f"request body nests deeper than {MAX_JSON_DEPTH} levels")
+
+
+def check_depth(body: Any) -> None:
+    """@raise RequestError: C{body} nests arrays and objects deeper than L{MAX_JSON_DEPTH}."""
+    if jsonio.deeper_than(body, MAX_JSON_DEPTH):
+        raise too_deep()
 
 
 _BLOCK_CLASSES: dict[str, type[Any]] = {

@@ -36,3 +36,29 @@ def test_encoded_values_compare_by_their_json_and_copy_as_themselves() -> None:
 def test_objects_orjson_cannot_encode_still_raise() -> None:
     with pytest.raises(TypeError):
         jsonio.dumps({"x": object()})
+
+
+def _nested(depth: int, inner: object = 0) -> object:
+    value = inner
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("depth", [1, 100, 128, 129, 254, 255, 300, 900])
+def test_dumps_within_encodes_what_it_can_and_refuses_only_what_is_too_deep(depth: int) -> None:
+    value = _nested(depth)
+    expected = json.dumps(value, separators=(",", ":")).encode()
+    for limit in (128, 500):
+        encoded = jsonio.dumps_within(value, limit)
+        if depth > limit and encoded is None:
+            continue  # refused, never handed to the recursive encoder
+        assert encoded == expected
+        assert depth <= 254 or depth <= limit  # orjson's own limit, or within the caller's
+    assert jsonio.deeper_than(value, 128) is (depth > 128)
+
+
+def test_dumps_within_falls_back_for_what_orjson_will_not_encode() -> None:
+    value = {"text": "\ud800 lone surrogate", "n": _nested(3)}  # four levels deep
+    assert jsonio.dumps_within(value, 4) == jsonio.dumps(value)
+    assert jsonio.dumps_within(value, 3) is None

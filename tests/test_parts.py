@@ -20,7 +20,7 @@ from ccproxy.openai import ChatTool, to_dict, wire_payload
 from ccproxy.parts import RequestParts
 from ccproxy.providers import profile_named
 from ccproxy.tokens import TokenCounter
-from ccproxy.validation import parse_messages_request
+from ccproxy.validation import MAX_JSON_DEPTH, parse_messages_request
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BODIES = sorted((FIXTURES / "anthropic").glob("*.json")) + sorted((FIXTURES / "tokens").glob("*.json"))
@@ -108,6 +108,55 @@ def test_an_invalid_part_leaves_the_error_to_the_whole_body(change: Any) -> None
     assert memo.split(body) is None
     with pytest.raises(RequestError):
         parse_messages_request(body)
+
+
+def _nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("extra", [0, 1])  # the body's depth: 128, then 129
+@pytest.mark.parametrize(
+    "place",
+    [
+        lambda body, extra: body["messages"].append({"role": "user", "content": "x", "n": _nested(126 + extra)}),
+        lambda body, extra: body["messages"].append(_nested(127 + extra)),
+        lambda body, extra: body["tools"][0]["input_schema"].update(n=_nested(124 + extra)),
+        lambda body, extra: body.update(tools=[_nested(127 + extra)]),
+        lambda body, extra: body.update(metadata={"user_id": "u", "n": _nested(126 + extra)}),
+        lambda body, extra: body.update(n=_nested(127 + extra)),
+        lambda body, extra: body["messages"].append({"role": "user", "content": "x", "n": _nested(300 + extra)}),
+        lambda body, extra: body.update(n=_nested(900 + extra)),
+    ],
+)
+def test_split_refuses_exactly_the_bodies_deeper_than_the_limit(place: Any, extra: int) -> None:
+    body = _bench_body()
+    place(body, extra)
+    too_deep = jsonio.deeper_than(body, MAX_JSON_DEPTH)
+    for memo in (RequestParts(), _warm_memo()):
+        if too_deep:
+            with pytest.raises(RequestError, match="nests deeper than 128 levels"):
+                memo.split(body)
+        else:
+            memo.split(body)  # valid or not, but not refused for its depth
+    if not too_deep:
+        assert body_depth(body) == MAX_JSON_DEPTH
+
+
+def _warm_memo() -> RequestParts:
+    memo = RequestParts()
+    assert memo.split(_bench_body()) is not None
+    return memo
+
+
+def body_depth(value: Any) -> int:
+    """How many levels of arrays and objects C{value} nests (recursively: tests only)."""
+    if not isinstance(value, (dict, list)):
+        return 0
+    children = value.values() if isinstance(value, dict) else value
+    return 1 + max((body_depth(child) for child in children), default=0)
 
 
 def test_an_invalid_part_is_not_remembered_as_valid() -> None:

@@ -19,7 +19,7 @@ from ccproxy.convert.request import convert_request
 from ccproxy.errors import ApiError
 from ccproxy.ids import message_id, request_id
 from ccproxy.logs import RequestRecord, debug_dump, log_request
-from ccproxy.validation import parse_count_tokens_request, parse_messages_request
+from ccproxy.validation import MAX_JSON_DEPTH, check_depth, parse_count_tokens_request, parse_messages_request
 from ccproxy.web.auth import UNAUTHORIZED, client_authorized
 from ccproxy.web.context import Context
 from ccproxy.web.errors import write_error, write_json
@@ -29,7 +29,6 @@ from ccproxy.web.passthrough import Passthrough
 __all__ = ["Context", "build_root", "MAX_JSON_DEPTH"]
 
 _log = Logger()
-MAX_JSON_DEPTH = 128
 
 
 def _new_request_id(request: Request) -> str:
@@ -145,7 +144,11 @@ class ClientRequest(JSONResource):
         self._context = context
 
     def _body(self, request: Request) -> Any:
-        """The decoded JSON body. @raise ApiError: not JSON, too large or too deep."""
+        """The decoded JSON body, within L{MAX_JSON_DEPTH}.
+
+        @raise ApiError: not JSON, or too large.
+        @raise RequestError: too deep.
+        """
         _check_media_type(request)
         content = request.content
         if content is None:
@@ -165,9 +168,12 @@ class ClientRequest(JSONResource):
             body = jsonio.loads(raw)
         except (ValueError, RecursionError) as error:
             raise ApiError(400, "invalid_request_error", f"request body is not valid JSON: {error}") from None
-        if jsonio.deeper_than(body, MAX_JSON_DEPTH):  # in C; cheaper than counting brackets first
-            raise ApiError(400, "invalid_request_error", f"request body nests deeper than {MAX_JSON_DEPTH} levels")
+        self.check_depth(body)
         return body
+
+    def check_depth(self, body: Any) -> None:
+        """Refuse a body deeper than L{MAX_JSON_DEPTH}, so that every later walk of it is shallow."""
+        check_depth(body)
 
     def render_POST(self, request: Request) -> int:  # noqa: N802
         rid = _new_request_id(request)
@@ -198,10 +204,15 @@ class ClientRequest(JSONResource):
 class Messages(ClientRequest):
     """C{POST /v1/messages}: convert, call upstream, stream or assemble the answer."""
 
+    def check_depth(self, body: Any) -> None:
+        """Checked in L{handle}: the remembered parts were checked when first seen, so only
+        the new ones are (L{ccproxy.parts.RequestParts.split})."""
+
     def handle(self, request: Request, rid: str, body: Any) -> None:
         context = self._context
         parts = context.parts.split(body)
         if parts is None:  # something is invalid: the whole body's validation says what, and where
+            check_depth(body)
             parsed = parse_messages_request(body)
             input_estimate = context.tokens.count_request(body)
         else:

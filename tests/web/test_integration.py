@@ -13,6 +13,7 @@ from twisted.internet.protocol import ClientCreator, Protocol
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.web.client import HTTPConnectionPool
 
+from ccproxy import jsonio
 from ccproxy.grammar import check_events, final_message
 from ccproxy.sse import SSEParser
 from tests.fake_upstream import Reply, chunk, text_reply, tool_call_reply
@@ -45,6 +46,14 @@ def body(**overrides: Any) -> dict[str, Any]:
     }
     base.update(overrides)
     return base
+
+
+def _nested(depth: int) -> list[Any]:
+    """An array C{depth} levels deep."""
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
 
 
 async def post(url: str, payload: Any, headers: dict[str, str] | None = None) -> tuple[Any, bytes]:
@@ -177,6 +186,11 @@ async def test_bad_requests_are_400_invalid_request_error(harness: Any) -> None:
         (json.dumps({"model": "x", "max_tokens": 5}).encode(), "messages"),
         (json.dumps({"model": "x", "messages": [{"role": "user", "content": "hi"}]}).encode(), "max_tokens"),
         (json.dumps(body(max_tokens="many")).encode(), "max_tokens"),
+        (json.dumps(body(metadata={"a": _nested(127)})).encode(), "nests deeper than 128 levels"),
+        (json.dumps(body(messages=[{"role": "user", "content": _nested(126)}])).encode(), "nests deeper than 128 levels"),
+        (json.dumps(body(messages=[{"role": "user", "content": "hi"}, _nested(127)])).encode(), "nests deeper than 128 levels"),
+        (json.dumps(body(tools=[{"name": "t", "input_schema": {"type": "object", "x": _nested(125)}}])).encode(),
+         "nests deeper than 128 levels"),
     ]
     for payload, fragment in cases:
         response, raw = await post(url + "/v1/messages", payload)
@@ -185,6 +199,25 @@ async def test_bad_requests_are_400_invalid_request_error(harness: Any) -> None:
         assert error["type"] == "invalid_request_error"
         assert fragment in error["message"]
     assert harness.upstream.received == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_body_128_levels_deep_is_answered_also_when_its_parts_are_remembered(harness: Any) -> None:
+    """The depth limit is checked as parts are first seen; resent parts pass as they did."""
+    url = harness.start([Reply(chunks=[chunk({"content": "ok"}), chunk({}, "stop")])] * 2)
+    deep = body(metadata={"a": _nested(126)}, tools=[{"name": "t", "input_schema": {"type": "object", "x": _nested(124)}}])
+    deep["messages"].append({"role": "assistant", "content": [
+        {"type": "tool_use", "id": "toolu_1", "name": "t", "input": {"n": _nested(122)}}]})
+    deep["messages"].append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "x"}]})
+    for _ in range(2):
+        response, raw = await post(url + "/v1/messages", deep)
+        assert response.code == 200, raw
+    deeper = json.loads(json.dumps(deep))
+    deeper["messages"][1]["content"][0]["input"]["n"] = _nested(123)  # a new message, one level too deep
+    assert not jsonio.deeper_than(deep, 128) and jsonio.deeper_than(deeper, 128)
+    response, raw = await post(url + "/v1/messages", deeper)
+    assert response.code == 400 and "nests deeper than 128 levels" in json.loads(raw)["error"]["message"]
+    assert len(harness.upstream.received) == 2
 
 
 @pytest_twisted.ensureDeferred
