@@ -19,14 +19,14 @@ from ccproxy.convert.request import convert_request
 from ccproxy.errors import ApiError
 from ccproxy.ids import message_id, request_id
 from ccproxy.logs import RequestRecord, debug_dump, log_request
-from ccproxy.validation import MAX_JSON_DEPTH, check_depth, parse_count_tokens_request, parse_messages_request
+from ccproxy.validation import check_depth, parse_count_tokens_request, parse_messages_request
 from ccproxy.web.auth import UNAUTHORIZED, client_authorized
 from ccproxy.web.context import Context
 from ccproxy.web.errors import write_error, write_json
 from ccproxy.web.exchange import MessageExchange
 from ccproxy.web.passthrough import Passthrough
 
-__all__ = ["Context", "build_root", "MAX_JSON_DEPTH"]
+__all__ = ["Context", "build_root"]
 
 _log = Logger()
 
@@ -144,7 +144,7 @@ class ClientRequest(JSONResource):
         self._context = context
 
     def _body(self, request: Request) -> Any:
-        """The decoded JSON body, within L{MAX_JSON_DEPTH}.
+        """The decoded JSON body, within L{ccproxy.validation.MAX_JSON_DEPTH}.
 
         @raise ApiError: not JSON, or too large.
         @raise RequestError: too deep.
@@ -172,7 +172,8 @@ class ClientRequest(JSONResource):
         return body
 
     def check_depth(self, body: Any) -> None:
-        """Refuse a body deeper than L{MAX_JSON_DEPTH}, so that every later walk of it is shallow."""
+        """Refuse a body deeper than L{ccproxy.validation.MAX_JSON_DEPTH}, so that every later
+        walk of it is shallow."""
         check_depth(body)
 
     def render_POST(self, request: Request) -> int:  # noqa: N802
