@@ -76,7 +76,7 @@ def dumps(value: Any) -> bytes:
     try:
         return orjson.dumps(value, default=_orjson_default)
     except TypeError:  # orjson.JSONEncodeError: surrogates, huge ints
-        return _encode(value).encode("utf-8", "backslashreplace")
+        return _stdlib_dumps(value)
 
 
 def dumps_within(value: Any, limit: int) -> bytes | None:
@@ -88,10 +88,13 @@ def dumps_within(value: Any, limit: int) -> bytes | None:
     """
     try:
         return orjson.dumps(value, default=_orjson_default)
-    except TypeError:
-        if _walk_deeper_than(value, limit):
-            return None
-        return _encode(value).encode("utf-8", "backslashreplace")
+    except TypeError:  # too deep for orjson, or what dumps() hands the stdlib encoder
+        return None if _walk_deeper_than(value, limit) else _stdlib_dumps(value)
+
+
+def _stdlib_dumps(value: Any) -> bytes:
+    """What orjson will not encode, as L{dumps} writes it (a lone surrogate as its escape)."""
+    return _encode(value).encode("utf-8", "backslashreplace")
 
 
 def _walk_deeper_than(value: Any, limit: int) -> bool:
