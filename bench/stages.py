@@ -34,6 +34,7 @@ from bench.requests import anthropic_body
 from ccproxy import jsonio
 from ccproxy.convert.request import convert_request
 from ccproxy.convert.stream import StreamConverter
+from ccproxy.convert.walks import WalkMemo
 from ccproxy.grammar import final_message
 from ccproxy.openai import wire_payload
 from ccproxy.parts import RequestParts
@@ -80,6 +81,7 @@ class Pipeline:
         self.profile = profile_for("http://127.0.0.1:1/v1")
         self.parts = RequestParts()
         self.tokens = TokenCounter()
+        self.walks = WalkMemo()
 
     def run(self, clock: Callable[[], float] = time.perf_counter) -> tuple[list[float], bytes, bytes]:
         """One request and its answer: the time of each step, the upstream body, the client's answer."""
@@ -93,7 +95,7 @@ class Pipeline:
         marks.append(clock())
         estimate = self.tokens.count_request(body, parts.texts)
         marks.append(clock())
-        conversion = convert_request(parsed, MODEL, self.profile)
+        conversion = convert_request(parsed, MODEL, self.profile, walks=self.walks)
         marks.append(clock())
         payload: dict[str, Any] = wire_payload(conversion.request)
         marks.append(clock())

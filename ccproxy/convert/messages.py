@@ -12,9 +12,9 @@ thinking, blank text; a conversation left with no user or assistant message gets
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
-from attrs import define, field
+from attrs import define, field, frozen
 
 from ccproxy.anthropic import (
     Block,
@@ -30,8 +30,9 @@ from ccproxy.anthropic import (
     ToolUseBlock,
 )
 from ccproxy.convert.arguments import dump_arguments
-from ccproxy.convert.names import ToolIdMap, ToolNameMap
+from ccproxy.convert.names import ToolIdMap, upstream_tool_name
 from ccproxy.convert.replay import gather_reasoning, replay_reasoning
+from ccproxy.convert.walks import WalkMemo, WalkState
 from ccproxy.models import model_info
 from ccproxy.openai import (
     ChatMessage,
@@ -44,7 +45,7 @@ from ccproxy.openai import (
 )
 from ccproxy.providers import Profile
 
-__all__ = ["convert_messages", "INTERRUPTED", "NO_OUTPUT", "EMPTY_CONVERSATION"]
+__all__ = ["walk_messages", "Walked", "INTERRUPTED", "NO_OUTPUT", "EMPTY_CONVERSATION"]
 
 INTERRUPTED = "[tool call was interrupted: no result]"
 NO_OUTPUT = "(no output)"
@@ -62,17 +63,72 @@ def _blocks(content: str | list[Block]) -> list[Block]:
 
 @define
 class _Walk:
-    """State of one conversion walk. See L{convert_messages}."""
+    """State of one conversion walk. See L{walk_messages}."""
 
     profile: Profile
     model: str
-    names: ToolNameMap
     ids: ToolIdMap
     cache: bool = False
     out: list[ChatMessage] = field(factory=list)
     # upstream ids of the last assistant's tool calls still waiting for a result
     awaiting: list[str] = field(factory=list)
     pending_system: list[str] = field(factory=list)
+    # every tool name the messages mention (an ordered set), and the deferred tools they load
+    names: dict[str, None] = field(factory=dict)
+    loaded: set[str] = field(factory=set)
+
+    # -- resuming (ccproxy.convert.walks) ------------------------------------------
+
+    def state(self) -> WalkState:
+        return WalkState(
+            tuple(self.out),
+            tuple(self.awaiting),
+            tuple(self.pending_system),
+            self.ids.learned(),
+            tuple(self.names),
+            frozenset(self.loaded),
+        )
+
+    def restore(self, state: WalkState) -> None:
+        self.out = list(state.out)
+        self.awaiting = list(state.awaiting)
+        self.pending_system = list(state.pending_system)
+        self.ids.learn(state.upstream_ids)
+        self.names = dict.fromkeys(state.names)
+        self.loaded = set(state.loaded)
+
+    def step(self, message: Message) -> None:
+        """Walk one message."""
+        self.note_tools(message.content)
+        if message.role == "assistant":
+            self.assistant(message.content)
+        elif message.role == "user":
+            self.user(message.content)
+        else:
+            self.system(message.content)
+        if not isinstance(message.content, str):
+            # The SDK's mid_conv_system block: a system message right after the one holding it.
+            for block in message.content:
+                if isinstance(block, MidConvSystemBlock) and block.content:
+                    self.system(list(block.content) if isinstance(block.content, list) else block.content)
+
+    def note_tools(self, content: str | list[Block]) -> None:
+        """Note the tool names C{content} mentions, and the deferred tools it loads: those tool
+        search answered with (C{tool_reference}, also inside tool results) or the model called."""
+        if isinstance(content, str):
+            return
+        for block in content:
+            name = getattr(block, "name", "")
+            if name:
+                self.names[name] = None
+        blocks = list(content)
+        for block in blocks:
+            if isinstance(block, ToolResultBlock) and isinstance(block.content, list):
+                blocks.extend(block.content)
+            elif isinstance(block, ToolReferenceBlock):
+                self.loaded.add(block.tool_name)
+            elif isinstance(block, ToolUseBlock):
+                self.loaded.add(block.name)
 
     # -- parts ---------------------------------------------------------------------
 
@@ -178,7 +234,7 @@ class _Walk:
                 texts.append(block.text)
             elif isinstance(block, ToolUseBlock):
                 upstream_id = self.ids.to_upstream(block.id)
-                name = self.names.to_upstream(block.name)
+                name = upstream_tool_name(block.name)
                 calls.append(ToolCall(upstream_id, FunctionCall(name, dump_arguments(block.input))))
                 client_ids.append(block.id)
             elif isinstance(block, ThinkingBlock):
@@ -258,30 +314,42 @@ def _append_text(message: ChatMessage, texts: Sequence[str]) -> ChatMessage:
     return ChatMessage("user", parts)
 
 
-def convert_messages(
-    messages: Iterable[Message],
+@frozen
+class Walked:
+    """A conversation converted, with what the request's conversion needs to know of its tools.
+
+    @ivar names: every tool name its messages mention, in order of first mention.
+    @ivar loaded: the deferred tools it loaded (C{tool_reference}) or called.
+    """
+
+    messages: list[ChatMessage]
+    names: tuple[str, ...]
+    loaded: frozenset[str]
+
+
+def walk_messages(
+    messages: Sequence[Message],
     profile: Profile,
     model: str,
-    names: ToolNameMap,
     ids: ToolIdMap,
-) -> list[ChatMessage]:
-    """Convert the conversation; see the module docstring for the rules."""
-    walk = _Walk(profile, model, names, ids, cache=profile.cache_control(model))
-    for message in messages:
-        if message.role == "assistant":
-            walk.assistant(message.content)
-        elif message.role == "user":
-            walk.user(message.content)
-        else:
-            walk.system(message.content)
-        if not isinstance(message.content, str):
-            # The SDK's mid_conv_system block: a system message right after the one holding it.
-            for block in message.content:
-                if isinstance(block, MidConvSystemBlock) and block.content:
-                    walk.system(list(block.content) if isinstance(block.content, list) else block.content)
+    walks: WalkMemo | None = None,
+) -> Walked:
+    """Convert the conversation; see the module docstring for the rules.
+
+    @param walks: where earlier conversations' walks ended; the walk resumes from the one whose
+        messages start this conversation (L{ccproxy.convert.walks}), and leaves its own there.
+    """
+    walk = _Walk(profile, model, ids, cache=profile.cache_control(model))
+    resumed = walks.resume(messages, profile, model) if walks is not None else None
+    if resumed is not None:
+        walk.restore(resumed.state)
+    for message in messages[resumed.length if resumed is not None else 0 :]:
+        walk.step(message)
+    if walks is not None:
+        walks.remember(messages, profile, model, walk.state(), resumed)
     walk.close_tool_turn()
     if walk.pending_system:
         walk.emit_user([])
     if all(message.role == "system" for message in walk.out):  # everything was blank
         walk.out.append(ChatMessage("user", EMPTY_CONVERSATION))
-    return walk.out
+    return Walked(walk.out, tuple(walk.names), frozenset(walk.loaded))

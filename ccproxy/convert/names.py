@@ -209,3 +209,12 @@ class ToolIdMap:
     def to_client(self, upstream_id: str) -> str:
         """Return the client id behind C{upstream_id}, or C{upstream_id} if unmapped."""
         return self._client.get(upstream_id, upstream_id)
+
+    def learned(self) -> tuple[tuple[str, str], ...]:
+        """The (upstream id, client id) pairs remembered so far, for L{learn}."""
+        return tuple(self._client.items())
+
+    def learn(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Remember C{pairs} as if their ids had been mapped here (first mapping wins)."""
+        for upstream, client in pairs:
+            self._client.setdefault(upstream, client)

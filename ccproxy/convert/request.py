@@ -17,13 +17,11 @@ from ccproxy.anthropic import (
     TextBlock,
     Tool,
     ToolChoice,
-    ToolReferenceBlock,
-    ToolResultBlock,
-    ToolUseBlock,
 )
 from ccproxy.convert.dialect import adjust_messages
-from ccproxy.convert.messages import convert_messages
+from ccproxy.convert.messages import walk_messages
 from ccproxy.convert.names import ToolIdMap, ToolNameMap, upstream_tool_name
+from ccproxy.convert.walks import WalkMemo
 from ccproxy.openai import (
     ChatMessage,
     ChatRequest,
@@ -76,21 +74,6 @@ def system_parts(system: str | list[TextBlock] | None) -> list[ContentPart]:
     return [TextPart(block.text, cache_control=block.cache_control) for block in _system_blocks(system)]
 
 
-def _loaded_tools(request: MessagesRequest) -> set[str]:
-    """Names of deferred tools the conversation loaded (C{tool_reference}) or used."""
-    names = {request.tool_choice.name} if request.tool_choice and request.tool_choice.name else set()
-    for message in request.messages:
-        blocks = [] if isinstance(message.content, str) else list(message.content)
-        for block in blocks:
-            if isinstance(block, ToolResultBlock) and isinstance(block.content, list):
-                blocks.extend(block.content)  # tool search answers inside tool results
-            elif isinstance(block, ToolReferenceBlock):
-                names.add(block.tool_name)
-            elif isinstance(block, ToolUseBlock):
-                names.add(block.name)
-    return names
-
-
 def _chat_tool(tool: Tool, schema: Callable[[dict[str, Any] | None], dict[str, Any]]) -> ChatTool:
     """A function tool as the upstream gets it, from the tool alone and the profile's schema
     rewriter (so it can be remembered on the tool: L{Tool.converted}). Its name is mapped
@@ -101,7 +84,7 @@ def _chat_tool(tool: Tool, schema: Callable[[dict[str, Any] | None], dict[str, A
     return ChatTool(function)
 
 
-def _tools(tools: list[Tool], loaded: set[str], profile: Profile) -> tuple[list[ChatTool], tuple[str, ...]]:
+def _tools(tools: list[Tool], loaded: frozenset[str], profile: Profile) -> tuple[list[ChatTool], tuple[str, ...]]:
     """Function tools for the upstream, and the typed tools that have no such form.
 
     A C{defer_loading} tool is sent only once tool search has loaded it (or the model
@@ -131,18 +114,12 @@ def _tool_choice(choice: ToolChoice, names: ToolNameMap) -> str | dict[str, Any]
     return "auto"
 
 
-def _all_tool_names(request: MessagesRequest) -> list[str]:
-    names = [tool.name for tool in request.tools]
-    if request.tool_choice is not None and request.tool_choice.name:
-        names.append(request.tool_choice.name)
-    for message in request.messages:
-        if not isinstance(message.content, str):
-            names.extend(getattr(block, "name", "") for block in message.content)
-    return [name for name in names if name]
-
-
 def convert_request(
-    request: MessagesRequest, model: str, profile: Profile, session_id: str | None = None
+    request: MessagesRequest,
+    model: str,
+    profile: Profile,
+    session_id: str | None = None,
+    walks: WalkMemo | None = None,
 ) -> Conversion:
     """Convert C{request} for C{model} on the provider described by C{profile}.
 
@@ -152,9 +129,14 @@ def convert_request(
 
     @param session_id: Claude Code's C{X-Claude-Code-Session-Id} header, sent in the
         profile's session field (cache routing on OpenAI, sticky routing on OpenRouter).
+    @param walks: the proxy's memo of message walks (L{ccproxy.convert.walks}): the walk
+        resumes where the previous turn of the conversation ended.
     """
-    names = ToolNameMap.from_names(_all_tool_names(request))
     ids = ToolIdMap(profile.id_rule)
+    walked = walk_messages(request.messages, profile, model, ids, walks)
+    chosen = [request.tool_choice.name] if request.tool_choice is not None and request.tool_choice.name else []
+    mentioned = [tool.name for tool in request.tools] + chosen + list(walked.names)
+    names = ToolNameMap.from_names(name for name in mentioned if name)
     messages: list[ChatMessage] = []
     if profile.cache_control(model):
         parts = system_parts(request.system)
@@ -164,10 +146,10 @@ def convert_request(
         system = system_text(request.system)
         if system:
             messages.append(ChatMessage("system", system))
-    messages.extend(convert_messages(request.messages, profile, model, names, ids))
+    messages.extend(walked.messages)
     messages = adjust_messages(messages, profile, model)
 
-    tools, dropped = _tools(request.tools, _loaded_tools(request), profile)
+    tools, dropped = _tools(request.tools, walked.loaded.union(chosen), profile)
     fields: dict[str, Any] = {"stream": True, profile.token_field: max(1, request.max_tokens)}
     if profile.stream_usage:
         fields["stream_options"] = {"include_usage": True}

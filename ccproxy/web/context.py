@@ -8,6 +8,7 @@ from attrs import field, frozen
 
 from ccproxy.adapt import LearnedFixes
 from ccproxy.config import Settings
+from ccproxy.convert.walks import WalkMemo
 from ccproxy.logs import Stats
 from ccproxy.parts import RequestParts
 from ccproxy.providers import Profile
@@ -27,6 +28,7 @@ class Context:
     @ivar learned: request fixes learned from upstream 400s, per (base URL, model).
     @ivar exchanges: the exchanges running now, so shutdown can drain them.
     @ivar parts: validated messages and tools remembered across requests (see L{ccproxy.parts}).
+    @ivar walks: where each conversation's message walk ended (see L{ccproxy.convert.walks}).
     """
 
     settings: Settings
@@ -39,3 +41,4 @@ class Context:
     learned: LearnedFixes = field(factory=LearnedFixes)
     exchanges: set[Any] = field(factory=set)
     parts: RequestParts = field(factory=RequestParts)
+    walks: WalkMemo = field(factory=WalkMemo)

@@ -225,9 +225,8 @@ class Messages(ClientRequest):
         upstream_model = context.router.resolve(parsed.model)
         if context.settings.debug:
             debug_dump("client request", rid, body, context.settings.secrets)
-        conversion = convert_request(
-            parsed, upstream_model, context.profile, session_id=request.getHeader("x-claude-code-session-id")
-        )
+        session = request.getHeader("x-claude-code-session-id")
+        conversion = convert_request(parsed, upstream_model, context.profile, session, context.walks)
         if conversion.dropped_tools and context.settings.log_mode != "simple":
             _log.info(
                 "request {request_id}: dropped server tools with no OpenAI form: {tools}",

@@ -1,0 +1,219 @@
+"""The message walk resumed where the conversation's previous turn left it (ccproxy.convert.walks)."""
+
+from __future__ import annotations
+
+import gc
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from ccproxy.anthropic import Message
+from ccproxy.convert.request import Conversion, convert_request
+from ccproxy.convert.walks import LOOKBACK, WalkMemo, WalkState
+from ccproxy.openai import ChatMessage, ImagePart, TextPart, to_dict
+from ccproxy.parts import RequestParts
+from ccproxy.providers import PROFILES, Profile
+from tests.convert.helpers import anthropic_body
+from tests.convert.test_request import MESSAGES, unique_tool_use_ids
+
+MODEL = "test/model"
+
+
+def _request(messages: list[Any], **fields: Any) -> dict[str, Any]:
+    return {"model": "claude-sonnet-4-5", "max_tokens": 1024, "messages": messages, **fields}
+
+
+def _turns(count: int) -> list[dict[str, Any]]:
+    """A Claude Code conversation of C{count} tool turns after its first prompt."""
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "look around"}]
+    for turn in range(count):
+        call = {"type": "tool_use", "id": f"toolu_{turn:02d}", "name": "Bash", "input": {"command": f"ls {turn}"}}
+        result = {"type": "tool_result", "tool_use_id": f"toolu_{turn:02d}", "content": f"file{turn}"}
+        messages += [{"role": "assistant", "content": [{"type": "text", "text": "Looking."}, call]},
+                     {"role": "user", "content": [result]}]
+    return messages
+
+
+class Converter:
+    """A proxy's two memos, and the conversion the daemon makes with them."""
+
+    def __init__(self) -> None:
+        self.parts = RequestParts()
+        self.walks = WalkMemo()
+
+    def convert(self, body: dict[str, Any], profile: Profile, model: str = MODEL) -> Conversion:
+        split = self.parts.split(json.loads(json.dumps(body)))
+        assert split is not None
+        return convert_request(split.request, model, profile, "session", self.walks)
+
+    def messages(self, body: dict[str, Any]) -> list[Message]:
+        split = self.parts.split(json.loads(json.dumps(body)))
+        assert split is not None
+        return split.request.messages
+
+
+def _fresh(body: dict[str, Any], profile: Profile, model: str = MODEL) -> Conversion:
+    split = RequestParts().split(json.loads(json.dumps(body)))
+    assert split is not None
+    return convert_request(split.request, model, profile, "session")
+
+
+def assert_same(resumed: Conversion, fresh: Conversion) -> None:
+    """What the upstream gets, and what the answer is mapped back with, are those of a fresh walk."""
+    assert to_dict(resumed.request) == to_dict(fresh.request)
+    assert resumed.names == fresh.names
+    assert resumed.ids.learned() == fresh.ids.learned()
+    assert resumed.dropped_tools == fresh.dropped_tools
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_each_turn_converts_as_a_fresh_walk_and_walks_only_its_new_messages(profile: str) -> None:
+    converter = Converter()
+    conversation = _turns(6)
+    for end in range(1, len(conversation) + 1, 2):
+        body = _request(conversation[:end])
+        messages = converter.messages(body)
+        resumed = converter.walks.resume(messages, PROFILES[profile], MODEL)
+        assert (resumed.length if resumed else 0) == max(0, end - 2)
+        assert_same(converter.convert(body, PROFILES[profile]), _fresh(body, PROFILES[profile]))
+    assert len(converter.walks) == 1  # one conversation: each turn's state replaced the one before
+
+
+@pytest.mark.parametrize("fixture", ["cc_parallel_results.json", "cc_tool_search.json", "interrupted_turn.json",
+                                     "images.json", "documents.json", "mcp_long_name.json", "orphan_tool_result.json",
+                                     "cc_merged_turns_is_error.json", "cc_provider_turn.json"])
+@pytest.mark.parametrize("profile", ["openrouter", "mistral", "deepseek", "gemini", "openai"])
+def test_every_start_of_a_recorded_conversation_resumes_to_the_same_request(fixture: str, profile: str) -> None:
+    body = anthropic_body(fixture)
+    body.setdefault("max_tokens", 1024)
+    messages = body["messages"]
+    converter = Converter()
+    for end in range(1, len(messages) + 1):
+        turn = {**body, "messages": messages[:end]}
+        assert_same(converter.convert(turn, PROFILES[profile]), _fresh(turn, PROFILES[profile]))
+    again = converter.convert(body, PROFILES[profile])  # a retry resumes after its last message
+    assert_same(again, _fresh(body, PROFILES[profile]))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(earlier=MESSAGES, later=MESSAGES, fork=st.integers(0, 8), profile=st.sampled_from(sorted(PROFILES)),
+       tools=st.sampled_from([[], [{"name": "Bash", "input_schema": {"type": "object", "properties": {"a": {}}}},
+                                   {"name": "Read", "input_schema": {"type": "object", "properties": {"a": {}}},
+                                    "defer_loading": True}]]))
+def test_property_a_resumed_walk_is_a_fresh_walk(
+    earlier: list[Any], later: list[Any], fork: int, profile: str, tools: list[Any]
+) -> None:
+    """Whatever conversations came before (a shorter one, a fork of it), a request converts exactly as
+    it does with nothing remembered."""
+    assume(unique_tool_use_ids(earlier + later))
+    converter = Converter()
+    chosen = PROFILES[profile]
+    for messages in (earlier, earlier + later, earlier[:fork] + later, earlier + later):
+        body = _request(messages, tools=tools)
+        assert_same(converter.convert(body, chosen), _fresh(body, chosen))
+
+
+def test_a_system_message_that_folds_into_the_last_user_message_resumes_correctly() -> None:
+    """A mid-conversation system text replaces the walk's last message (folded into it): the
+    remembered state keeps the message as it was, and the weight is counted again."""
+    profile = PROFILES["generic"]  # folds system text into the user message
+    assert profile.mid_system != "inline"
+    converter = Converter()
+    first = [{"role": "user", "content": "hello"}]
+    second = [*first, {"role": "system", "content": "be brief"}]
+    assert_same(converter.convert(_request(first), profile), _fresh(_request(first), profile))
+    assert_same(converter.convert(_request(second), profile), _fresh(_request(second), profile))
+    assert_same(converter.convert(_request(first), profile), _fresh(_request(first), profile))
+
+
+def test_another_profile_or_model_does_not_resume() -> None:
+    converter = Converter()
+    body = _request(_turns(2))
+    converter.convert(body, PROFILES["openrouter"])
+    messages = converter.messages(body)
+    assert converter.walks.resume(messages, PROFILES["openrouter"], MODEL) is not None
+    assert converter.walks.resume(messages, PROFILES["mistral"], MODEL) is None
+    assert converter.walks.resume(messages, PROFILES["openrouter"], "other/model") is None
+
+
+def test_only_the_last_lookback_positions_are_tried() -> None:
+    converter = Converter()
+    profile = PROFILES["openrouter"]
+    conversation = _turns(LOOKBACK)
+    converter.convert(_request(conversation[:1]), profile)
+    converter.convert(_request(conversation[:LOOKBACK]), profile)  # resumes: LOOKBACK - 1 new messages
+    converter.convert(_request(conversation[:1]), profile)
+    longer = converter.messages(_request(conversation[: 2 + LOOKBACK]))
+    resumed = converter.walks.resume(longer, profile, MODEL)
+    assert resumed is not None and resumed.length == LOOKBACK  # not the first message's state
+    longest = converter.messages(_request(conversation[: 1 + LOOKBACK + LOOKBACK]))
+    assert converter.walks.resume(longest, profile, MODEL) is None
+
+
+def _state(text: str) -> WalkState:
+    return WalkState((ChatMessage("user", text),), (), (), (), (), frozenset())
+
+
+def _messages(count: int) -> list[Message]:
+    return [Message("user", f"message {index}") for index in range(count)]
+
+
+def test_a_state_whose_messages_are_gone_is_not_resumed_and_is_forgotten() -> None:
+    walks = WalkMemo()
+    profile = PROFILES["openrouter"]
+    messages = _messages(3)
+    walks.remember(messages, profile, MODEL, _state("x"), None)
+    del messages[0]  # gone: its id may be reused by any new object
+    gc.collect()
+    resumed = walks.resume([Message("user", "other"), *messages], profile, MODEL)  # same length, same last
+    assert resumed is None
+    assert len(walks) == 0
+
+
+def test_the_memo_is_bounded_by_weight_and_count() -> None:
+    profile = PROFILES["openrouter"]
+    walks = WalkMemo(max_weight=1_000, max_states=3)
+    kept = [_messages(1) for _ in range(4)]
+    for messages in kept:
+        walks.remember(messages, profile, MODEL, _state("y" * 100), None)
+    assert len(walks) == 3  # the oldest went first
+    assert walks.resume(kept[0], profile, MODEL) is None
+    assert walks.resume(kept[3], profile, MODEL) is not None
+    heavy = _messages(1)
+    walks.remember(heavy, profile, MODEL, _state("z" * 2_000), None)  # heavier than the bound
+    assert walks.resume(heavy, profile, MODEL) is None
+    assert len(walks) == 3
+    walks.remember(heavy, profile, MODEL, _state("z" * 900), None)  # fits, once the others left
+    assert walks.resume(heavy, profile, MODEL) is not None
+    assert len(walks) == 1
+
+
+def test_the_weight_counts_texts_images_files_calls_and_reasoning() -> None:
+    profile = PROFILES["openrouter"]
+    image = ChatMessage("user", [TextPart("t" * 10), ImagePart({"url": "data:image/png;base64," + "A" * 5_000})])
+    walks = WalkMemo(max_weight=5_000)
+    messages = _messages(1)
+    walks.remember(messages, profile, MODEL, WalkState((image,), (), (), (), (), frozenset()), None)
+    assert walks.resume(messages, profile, MODEL) is None  # the image alone is over 5,000
+    reasoning = ChatMessage("assistant", "a", reasoning="r" * 6_000)
+    walks.remember(messages, profile, MODEL, WalkState((reasoning,), (), (), (), (), frozenset()), None)
+    assert walks.resume(messages, profile, MODEL) is None
+
+
+def test_the_weight_of_a_resumed_walk_is_that_of_everything_it_emitted() -> None:
+    """Counted incrementally (the resumed state's weight plus what came after), also when the walk
+    replaced the last message it resumed with: the same as counting it all."""
+    profile = PROFILES["generic"]
+    converter = Converter()
+    first = [{"role": "user", "content": "x" * 3_000}]
+    converter.convert(_request(first), profile)
+    second = [*first, {"role": "system", "content": "y" * 3_000}]  # folds into the first message
+    converter.convert(_request(second), profile)
+    (only,) = converter.walks._entries.values()
+    fresh = WalkMemo()
+    fresh.remember(converter.messages(_request(second)), profile, MODEL, only.state, None)
+    (counted,) = fresh._entries.values()
+    assert only.weight == counted.weight > 6_000
