@@ -3,7 +3,8 @@
 Unstructured by one private cattrs converter that omits every field left at its default
 (C{None}), so no nulls or unknown keys reach strict servers. Each tool is encoded once
 (L{ChatTool.encoded}) and its JSON spliced into every body that resends it: the tools are
-the largest part of a Claude Code request that never changes. Responses and stream chunks
+the largest part of a Claude Code request that never changes. So is each message (L{ChatMessage.encoded}),
+which the message walk remembers from turn to turn. Responses and stream chunks
 are read as plain dicts on purpose: they are the hot path, and the converters check each
 field they use.
 """
@@ -93,6 +94,15 @@ class ChatMessage:
     reasoning_content: str | None = None
     reasoning: str | None = None
     reasoning_details: list[dict[str, Any]] | None = None
+    # Its JSON, made on first use (by wire_payload). The message walk hands the same message to
+    # every later turn of its conversation (ccproxy.convert.walks), so it is encoded once.
+    _encoded: list[jsonio.Encoded] = field(factory=list, init=False, eq=False, repr=False)
+
+    def encoded(self) -> jsonio.Encoded:
+        """This message as it goes on the wire, encoded once."""
+        if not self._encoded:
+            self._encoded.append(jsonio.Encoded(_message_data(self)))
+        return self._encoded[0]
 
 
 @frozen
@@ -141,9 +151,11 @@ class ChatRequest:
     extra: dict[str, Any] = field(factory=dict)
 
 
-def _make_converter() -> tuple[cattrs.Converter, Callable[[ChatTool], dict[str, Any]]]:
-    """The unstructuring converter, which writes each tool as its remembered JSON, and the
-    function that makes a tool's plain data (which that JSON encodes)."""
+def _make_converter() -> tuple[
+    cattrs.Converter, Callable[[ChatTool], dict[str, Any]], Callable[[ChatMessage], dict[str, Any]]
+]:
+    """The unstructuring converter, which writes each tool and message as its remembered JSON,
+    and the functions that make a tool's and a message's plain data (which that JSON encodes)."""
     converter = cattrs.Converter(omit_if_default=True)
     # Free-form JSON (tool schemas, images, provider extras) is already JSON: pass it
     # through instead of walking every value (that walk was most of the unstructure time).
@@ -165,15 +177,19 @@ def _make_converter() -> tuple[cattrs.Converter, Callable[[ChatTool], dict[str, 
         lambda t: t in (str | list[ContentPart] | None, ContentPart, str | dict[str, Any] | None),
         lambda value: converter.unstructure(value, unstructure_as=value.__class__),
     )
-    return converter, tool_data
+    message_data = make_dict_unstructure_fn(
+        ChatMessage, converter, _cattrs_omit_if_default=True, _encoded=override(omit=True)
+    )
+    converter.register_unstructure_hook(ChatMessage, ChatMessage.encoded)
+    return converter, tool_data, message_data
 
 
-_converter, _tool_data = _make_converter()
+_converter, _tool_data, _message_data = _make_converter()
 
 
 def wire_payload(request: ChatRequest) -> dict[str, Any]:
     """The upstream body before encoding: C{extra} (provider fields) merged in last, each tool
-    as its JSON encoded once (L{ChatTool.encoded}). The exchange edits its top-level fields
+    and message as its JSON encoded once (L{ChatTool.encoded}, L{ChatMessage.encoded}). The exchange edits its top-level fields
     and encodes it with L{jsonio.dumps}."""
     data: dict[str, Any] = _converter.unstructure(request)
     extra = data.pop("extra", None)

@@ -13,9 +13,10 @@ growing with every turn.
 
 A remembered state holds weak references to its messages (it is found by their identity; keeping
 them alive is the parts memo's business, bounded there) and the messages it emitted, which are
-immutable and shared by every request that resumes from it. The memo is bounded by the characters
-those emitted messages carry, oldest first out, and keeps one state per conversation: the state a
-request resumed from is replaced by the longer one it leaves.
+immutable and shared by every request that resumes from it, each with its JSON once it was sent
+(L{ChatMessage.encoded}). The memo is bounded by the characters those emitted messages carry,
+counted twice (as text and as JSON), oldest first out, and keeps one state per conversation: the
+state a request resumed from is replaced by the longer one it leaves.
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ from ccproxy.providers import Profile
 
 __all__ = ["WalkState", "WalkMemo", "Resumed", "MAX_WEIGHT", "MAX_STATES", "LOOKBACK"]
 
-# The characters the remembered messages may carry in all (a long Claude Code session's
-# conversation is 0.5-1 M characters), and how many conversations are remembered at once
-# (a session, its subagents and its side requests on the small model).
-MAX_WEIGHT = 4_000_000
+# The characters the remembered messages may carry in all, each counted twice (a long Claude Code
+# session's conversation is 0.5-1 M characters: a few such conversations, about 8 MB of text and
+# JSON at most), and how many conversations are remembered at once (a session, its subagents and
+# its side requests on the small model).
+MAX_WEIGHT = 8_000_000
 MAX_STATES = 64
 # How many new messages a request may bring and still resume: a turn brings two (the
 # assistant's answer and the user's), an interrupted or compacted one a few more.
@@ -144,20 +146,25 @@ def _weight_after(out: tuple[ChatMessage, ...], resumed: Resumed | None) -> int:
 
 
 def _message_weight(message: ChatMessage) -> int:
-    """About the characters C{message} holds (its texts, arguments, image and file data)."""
-    weight = _OBJECT_WEIGHT + len(message.reasoning_content or "") + len(message.reasoning or "")
+    """About what C{message} holds: the characters of its texts, arguments, image and file data,
+    twice (once more in its JSON), and its objects."""
+    objects = 1
+    characters = len(message.reasoning_content or "") + len(message.reasoning or "")
     content = message.content
     if isinstance(content, str):
-        weight += len(content)
+        characters += len(content)
     else:
         for part in content or ():
+            objects += 1
             if isinstance(part, TextPart):
-                weight += _OBJECT_WEIGHT + len(part.text)
+                characters += len(part.text)
             else:
                 data = part.image_url if isinstance(part, ImagePart) else part.file
-                weight += _OBJECT_WEIGHT + sum(len(value) for value in data.values())
+                characters += sum(len(value) for value in data.values())
     for call in message.tool_calls or ():
-        weight += _OBJECT_WEIGHT + len(call.function.arguments)
+        objects += 1
+        characters += len(call.function.arguments)
     for detail in message.reasoning_details or ():
-        weight += _OBJECT_WEIGHT + sum(len(value) for value in detail.values() if isinstance(value, str))
-    return weight
+        objects += 1
+        characters += sum(len(value) for value in detail.values() if isinstance(value, str))
+    return objects * _OBJECT_WEIGHT + 2 * characters

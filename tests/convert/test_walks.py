@@ -10,10 +10,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from ccproxy import jsonio
 from ccproxy.anthropic import Message
 from ccproxy.convert.request import Conversion, convert_request
 from ccproxy.convert.walks import LOOKBACK, WalkMemo, WalkState
-from ccproxy.openai import ChatMessage, ImagePart, TextPart, to_dict
+from ccproxy.openai import ChatMessage, ImagePart, TextPart, to_dict, to_json, wire_payload
 from ccproxy.parts import RequestParts
 from ccproxy.providers import PROFILES, Profile
 from tests.convert.helpers import anthropic_body
@@ -63,7 +64,7 @@ def _fresh(body: dict[str, Any], profile: Profile, model: str = MODEL) -> Conver
 
 def assert_same(resumed: Conversion, fresh: Conversion) -> None:
     """What the upstream gets, and what the answer is mapped back with, are those of a fresh walk."""
-    assert to_dict(resumed.request) == to_dict(fresh.request)
+    assert to_json(resumed.request) == to_json(fresh.request)
     assert resumed.names == fresh.names
     assert resumed.ids.learned() == fresh.ids.learned()
     assert resumed.dropped_tools == fresh.dropped_tools
@@ -186,7 +187,7 @@ def test_the_memo_is_bounded_by_weight_and_count() -> None:
     walks.remember(heavy, profile, MODEL, _state("z" * 2_000), None)  # heavier than the bound
     assert walks.resume(heavy, profile, MODEL) is None
     assert len(walks) == 3
-    walks.remember(heavy, profile, MODEL, _state("z" * 900), None)  # fits, once the others left
+    walks.remember(heavy, profile, MODEL, _state("z" * 400), None)  # fits, once the others left
     assert walks.resume(heavy, profile, MODEL) is not None
     assert len(walks) == 1
 
@@ -194,11 +195,11 @@ def test_the_memo_is_bounded_by_weight_and_count() -> None:
 def test_the_weight_counts_texts_images_files_calls_and_reasoning() -> None:
     profile = PROFILES["openrouter"]
     image = ChatMessage("user", [TextPart("t" * 10), ImagePart({"url": "data:image/png;base64," + "A" * 5_000})])
-    walks = WalkMemo(max_weight=5_000)
+    walks = WalkMemo(max_weight=10_000)
     messages = _messages(1)
     walks.remember(messages, profile, MODEL, WalkState((image,), (), (), (), (), frozenset()), None)
-    assert walks.resume(messages, profile, MODEL) is None  # the image alone is over 5,000
-    reasoning = ChatMessage("assistant", "a", reasoning="r" * 6_000)
+    assert walks.resume(messages, profile, MODEL) is None  # the image alone is over 10,000 (as text and JSON)
+    reasoning = ChatMessage("assistant", "a", reasoning="r" * 5_000)
     walks.remember(messages, profile, MODEL, WalkState((reasoning,), (), (), (), (), frozenset()), None)
     assert walks.resume(messages, profile, MODEL) is None
 
@@ -216,4 +217,17 @@ def test_the_weight_of_a_resumed_walk_is_that_of_everything_it_emitted() -> None
     fresh = WalkMemo()
     fresh.remember(converter.messages(_request(second)), profile, MODEL, only.state, None)
     (counted,) = fresh._entries.values()
-    assert only.weight == counted.weight > 6_000
+    assert only.weight == counted.weight > 12_000  # both texts, twice
+
+
+def test_a_remembered_message_is_encoded_once_and_spliced_into_each_later_body() -> None:
+    converter = Converter()
+    profile = PROFILES["openrouter"]
+    conversation = _turns(3)
+    first = wire_payload(converter.convert(_request(conversation[:5]), profile).request)
+    second = wire_payload(converter.convert(_request(conversation), profile).request)
+    assert all(isinstance(message, jsonio.Encoded) for message in first["messages"] + second["messages"])
+    assert all(again is before for again, before in zip(second["messages"][:5], first["messages"][:5], strict=True))
+    body = jsonio.dumps(second)  # the same bytes as the plain data encoded in one pass
+    assert body == json.dumps(to_dict(converter.convert(_request(conversation), profile).request),
+                              ensure_ascii=False, separators=(",", ":")).encode()
