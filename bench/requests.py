@@ -506,6 +506,17 @@ def claude_code_request(model: str, *, stream: bool, max_tokens: int = 32000) ->
     }
 
 
+def long_request(model: str, *, stream: bool, turns: int) -> dict[str, Any]:
+    """L{claude_code_request} later in its session: C{turns} more rounds of its tool turns (the
+    messages between the first prompt and the last result, each round with its own tool ids)
+    before its last message. 40 rounds make 289 messages, about 600 KB."""
+    body = claude_code_request(model, stream=stream)
+    first, *middle, last = body["messages"]
+    rounds = [json.loads(json.dumps(middle).replace('"toolu_01Bench', f'"toolu_{turn:03d}Bench')) for turn in range(turns)]
+    body["messages"] = [first, *middle, *(message for messages in rounds for message in messages), last]
+    return body
+
+
 def small_request(model: str, *, stream: bool) -> dict[str, Any]:
     """A minimal request (one short user message, no tools), to isolate per-chunk costs."""
     return {
@@ -521,10 +532,13 @@ def _encode(body: dict[str, Any]) -> bytes:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def anthropic_body(model: str, *, stream: bool, small: bool = False) -> bytes:
-    """The encoded Anthropic request for the proxy."""
-    body = small_request(model, stream=stream) if small else claude_code_request(model, stream=stream)
-    return _encode(body)
+def anthropic_body(model: str, *, stream: bool, small: bool = False, turns: int = 0) -> bytes:
+    """The encoded Anthropic request for the proxy (with C{turns}: L{long_request})."""
+    if small:
+        return _encode(small_request(model, stream=stream))
+    if turns:
+        return _encode(long_request(model, stream=stream, turns=turns))
+    return _encode(claude_code_request(model, stream=stream))
 
 
 def openai_body(model: str, *, stream: bool, small: bool = False) -> bytes:

@@ -1,6 +1,6 @@
 """What each step of a proxied JSON request costs, warm and after the process has slept.
 
-C{python -m bench.stages [--runs N] [--idle MS]}
+C{python -m bench.stages [--runs N] [--idle MS] [--turns N]}
 
 Runs, in this process and in the daemon's order, the steps ccproxy takes for benchmark (a)'s
 48 KB Claude Code request and its 10-chunk answer, timing each: decode the body, check its
@@ -75,8 +75,8 @@ def _sse_events(model: str, chunks: int) -> list[bytes]:
 class Pipeline:
     """One proxy's worth of state (remembered parts, token memo) and the bench request."""
 
-    def __init__(self) -> None:
-        self.raw = anthropic_body(MODEL, stream=False)
+    def __init__(self, turns: int = 0) -> None:
+        self.raw = anthropic_body(MODEL, stream=False, turns=turns)
         self.answer = _sse_events(MODEL, 10)
         self.profile = profile_for("http://127.0.0.1:1/v1")
         self.parts = RequestParts()
@@ -123,9 +123,12 @@ class Pipeline:
         return [after - before for before, after in zip(marks, marks[1:])], upstream_body, answer
 
 
-def measure(runs: int, idle: float, warmup: int = 50) -> dict[str, dict[str, float]]:
-    """Median microseconds of each step, warm and after sleeping C{idle} seconds."""
-    pipeline = Pipeline()
+def measure(runs: int, idle: float, warmup: int = 50, turns: int = 0) -> dict[str, dict[str, float]]:
+    """Median microseconds of each step, warm and after sleeping C{idle} seconds.
+
+    @param turns: measure L{bench.requests.long_request} with that many more turns instead.
+    """
+    pipeline = Pipeline(turns)
     for _ in range(warmup):
         pipeline.run()
     thresholds, enabled = gc.get_threshold(), gc.isenabled()
@@ -155,10 +158,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--idle", type=float, default=10.0, metavar="MS", help="sleep before each idle run (default 10)"
     )
+    parser.add_argument(
+        "--turns",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the same conversation later in its session: N more rounds of its tool turns (40: 289 messages, 600 KB)",
+    )
     args = parser.parse_args(argv)
-    found = measure(args.runs, args.idle / 1000)
+    found = measure(args.runs, args.idle / 1000, turns=args.turns)
     warm, idle = found["warm"], found["after idle"]
-    print(f"{'step (48 KB request, 10-chunk answer)':40} {'warm µs':>9} {'after idle µs':>14} {'ratio':>6}")
+    size = round(len(Pipeline(args.turns).raw) / 1024)
+    title = f"step ({size} KB request, 10-chunk answer)"
+    print(f"{title:40} {'warm µs':>9} {'after idle µs':>14} {'ratio':>6}")
     for stage in (*STAGES, "total"):
         print(f"{stage:40} {warm[stage]:9.1f} {idle[stage]:14.1f} {idle[stage] / warm[stage]:6.2f}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 import pytest_twisted
 
 from bench.stages import STAGES, Pipeline, measure
@@ -12,9 +13,11 @@ from tests.fake_upstream import Reply
 from tests.web.test_integration import post
 
 
+@pytest.mark.parametrize("turns", [0, 3])
 @pytest_twisted.ensureDeferred
-async def test_pipeline_sends_and_answers_what_the_daemon_does(harness: Any) -> None:
-    pipeline = Pipeline()
+async def test_pipeline_sends_and_answers_what_the_daemon_does(harness: Any, turns: int) -> None:
+    pipeline = Pipeline(turns)
+    assert len(json.loads(pipeline.raw)["messages"]) == 9 + 7 * turns
     times, upstream_body, answer = pipeline.run()
     assert len(times) == len(STAGES) and all(spent >= 0 for spent in times)
 
