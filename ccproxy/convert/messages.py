@@ -9,8 +9,9 @@ user text, images and PDFs from tool results move into a user message after the 
 messages. What OpenAI cannot take is dropped: an assistant turn with nothing but
 thinking, blank text; a conversation left with no user or assistant message gets one.
 
-The walk goes message by message and only appends to what it emitted, so a request that
-resends a conversation resumes where the walk of its previous turn stopped
+The walk goes message by message and only appends to what it emitted (system text folded
+into a user message replaces the last one), so a request that resends a conversation
+resumes where the walk of its previous turn stopped
 (L{ccproxy.convert.walks}); on the way it notes the tool names the messages mention, which
 the request's conversion needs.
 """
