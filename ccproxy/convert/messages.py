@@ -38,7 +38,7 @@ from ccproxy.anthropic import (
 from ccproxy.convert.arguments import dump_arguments
 from ccproxy.convert.names import ToolIdMap, upstream_tool_name
 from ccproxy.convert.replay import gather_reasoning, replay_reasoning
-from ccproxy.convert.walks import WalkMemo, WalkState
+from ccproxy.convert.walks import KEEP, WalkMemo, WalkState
 from ccproxy.models import model_info
 from ccproxy.openai import (
     ChatMessage,
@@ -349,10 +349,13 @@ def walk_messages(
     resumed = walks.resume(messages, profile, model) if walks is not None else None
     if resumed is not None:
         walk.restore(resumed.state)
-    for message in messages[resumed.length if resumed is not None else 0 :]:
-        walk.step(message)
+    states: dict[int, WalkState] = {}
+    for index in range(resumed.length if resumed is not None else 0, len(messages)):
+        walk.step(messages[index])
+        if walks is not None and index >= len(messages) - KEEP:
+            states[index + 1] = walk.state()
     if walks is not None:
-        walks.remember(messages, profile, model, walk.state(), resumed)
+        walks.remember(messages, profile, model, states, resumed)
     walk.close_tool_turn()
     if walk.pending_system:
         walk.emit_user([])

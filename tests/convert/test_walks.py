@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import gc
 import json
 from typing import Any
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from ccproxy import jsonio
 from ccproxy.anthropic import Message
 from ccproxy.convert.request import Conversion, convert_request
-from ccproxy.convert.walks import LOOKBACK, WalkMemo, WalkState
+from ccproxy.convert.walks import KEEP, LOOKBACK, WalkMemo, WalkState, _message_weight
 from ccproxy.openai import ChatMessage, ImagePart, TextPart, to_dict, to_json, wire_payload
 from ccproxy.parts import RequestParts
 from ccproxy.providers import PROFILES, Profile
@@ -29,13 +30,22 @@ def _request(messages: list[Any], **fields: Any) -> dict[str, Any]:
 
 def _turns(count: int) -> list[dict[str, Any]]:
     """A Claude Code conversation of C{count} tool turns after its first prompt."""
-    messages: list[dict[str, Any]] = [{"role": "user", "content": "look around"}]
+    messages: list[dict[str, Any]] = [{"role": "user", "content": [{"type": "text", "text": "look around"}]}]
     for turn in range(count):
         call = {"type": "tool_use", "id": f"toolu_{turn:02d}", "name": "Bash", "input": {"command": f"ls {turn}"}}
         result = {"type": "tool_result", "tool_use_id": f"toolu_{turn:02d}", "content": f"file{turn}"}
         messages += [{"role": "assistant", "content": [{"type": "text", "text": "Looking."}, call]},
                      {"role": "user", "content": [result]}]
     return messages
+
+
+def _as_sent(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """C{messages} as Claude Code sends them: the last block of the last message marked for prompt
+    caching (the mark moves to the new last message with each turn)."""
+    sent = copy.deepcopy(messages)
+    last = sent[-1]["content"][-1]
+    last["cache_control"] = {"type": "ephemeral"}
+    return sent
 
 
 class Converter:
@@ -72,15 +82,21 @@ def assert_same(resumed: Conversion, fresh: Conversion) -> None:
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
 def test_each_turn_converts_as_a_fresh_walk_and_walks_only_its_new_messages(profile: str) -> None:
+    """Each turn resumes before the previous turn's last message, which comes back without its
+    prompt cache mark: a different message."""
     converter = Converter()
     conversation = _turns(6)
     for end in range(1, len(conversation) + 1, 2):
-        body = _request(conversation[:end])
+        body = _request(_as_sent(conversation[:end]))
         messages = converter.messages(body)
         resumed = converter.walks.resume(messages, PROFILES[profile], MODEL)
-        assert (resumed.length if resumed else 0) == max(0, end - 2)
+        assert (resumed.length if resumed else 0) == max(0, end - 3)
         assert_same(converter.convert(body, PROFILES[profile]), _fresh(body, PROFILES[profile]))
-    assert len(converter.walks) == 1  # one conversation: each turn's state replaced the one before
+        again = converter.walks.resume(converter.messages(body), PROFILES[profile], MODEL)
+        assert again is not None and again.length == end  # a retry resumes after its last message
+    # Each turn's line replaced the one it resumed from; the first turn's line was not resumed
+    # (its only message came back unmarked) and waits for its turn to leave.
+    assert len(converter.walks) == 2
 
 
 @pytest.mark.parametrize("fixture", ["cc_parallel_results.json", "cc_tool_search.json", "interrupted_turn.json",
@@ -166,7 +182,7 @@ def test_a_state_whose_messages_are_gone_is_not_resumed_and_is_forgotten() -> No
     walks = WalkMemo()
     profile = PROFILES["openrouter"]
     messages = _messages(3)
-    walks.remember(messages, profile, MODEL, _state("x"), None)
+    walks.remember(messages, profile, MODEL, {3: _state("x")}, None)
     del messages[0]  # gone: its id may be reused by any new object
     gc.collect()
     resumed = walks.resume([Message("user", "other"), *messages], profile, MODEL)  # same length, same last
@@ -176,18 +192,18 @@ def test_a_state_whose_messages_are_gone_is_not_resumed_and_is_forgotten() -> No
 
 def test_the_memo_is_bounded_by_weight_and_count() -> None:
     profile = PROFILES["openrouter"]
-    walks = WalkMemo(max_weight=1_000, max_states=3)
+    walks = WalkMemo(max_weight=1_000, max_lines=3)
     kept = [_messages(1) for _ in range(4)]
     for messages in kept:
-        walks.remember(messages, profile, MODEL, _state("y" * 100), None)
+        walks.remember(messages, profile, MODEL, {1: _state("y" * 100)}, None)
     assert len(walks) == 3  # the oldest went first
     assert walks.resume(kept[0], profile, MODEL) is None
     assert walks.resume(kept[3], profile, MODEL) is not None
     heavy = _messages(1)
-    walks.remember(heavy, profile, MODEL, _state("z" * 2_000), None)  # heavier than the bound
+    walks.remember(heavy, profile, MODEL, {1: _state("z" * 2_000)}, None)  # heavier than the bound
     assert walks.resume(heavy, profile, MODEL) is None
     assert len(walks) == 3
-    walks.remember(heavy, profile, MODEL, _state("z" * 400), None)  # fits, once the others left
+    walks.remember(heavy, profile, MODEL, {1: _state("z" * 400)}, None)  # fits, once the others left
     assert walks.resume(heavy, profile, MODEL) is not None
     assert len(walks) == 1
 
@@ -197,27 +213,27 @@ def test_the_weight_counts_texts_images_files_calls_and_reasoning() -> None:
     image = ChatMessage("user", [TextPart("t" * 10), ImagePart({"url": "data:image/png;base64," + "A" * 5_000})])
     walks = WalkMemo(max_weight=10_000)
     messages = _messages(1)
-    walks.remember(messages, profile, MODEL, WalkState((image,), (), (), (), (), frozenset()), None)
+    walks.remember(messages, profile, MODEL, {1: WalkState((image,), (), (), (), (), frozenset())}, None)
     assert walks.resume(messages, profile, MODEL) is None  # the image alone is over 10,000 (as text and JSON)
     reasoning = ChatMessage("assistant", "a", reasoning="r" * 5_000)
-    walks.remember(messages, profile, MODEL, WalkState((reasoning,), (), (), (), (), frozenset()), None)
+    walks.remember(messages, profile, MODEL, {1: WalkState((reasoning,), (), (), (), (), frozenset())}, None)
     assert walks.resume(messages, profile, MODEL) is None
 
 
 def test_the_weight_of_a_resumed_walk_is_that_of_everything_it_emitted() -> None:
     """Counted incrementally (the resumed state's weight plus what came after), also when the walk
-    replaced the last message it resumed with: the same as counting it all."""
+    replaced the last message it resumed with: the same as counting it all, for every state kept."""
     profile = PROFILES["generic"]
     converter = Converter()
-    first = [{"role": "user", "content": "x" * 3_000}]
-    converter.convert(_request(first), profile)
-    second = [*first, {"role": "system", "content": "y" * 3_000}]  # folds into the first message
-    converter.convert(_request(second), profile)
-    (only,) = converter.walks._entries.values()
-    fresh = WalkMemo()
-    fresh.remember(converter.messages(_request(second)), profile, MODEL, only.state, None)
-    (counted,) = fresh._entries.values()
-    assert only.weight == counted.weight > 12_000  # both texts, twice
+    conversation = [{"role": "user", "content": "x" * 3_000}, {"role": "system", "content": "y" * 3_000},
+                    *_turns(3)[1:]]
+    for end in range(1, len(conversation) + 1):  # the second folds into the first message
+        converter.convert(_request(conversation[:end]), profile)
+        (line,) = converter.walks._lines
+        for state, weight in line.states.values():
+            assert weight == sum(map(_message_weight, state.out))
+        assert line.weight == max(weight for _, weight in line.states.values())
+        assert line.weight > (12_000 if end > 1 else 6_000)  # each text twice
 
 
 def test_a_remembered_message_is_encoded_once_and_spliced_into_each_later_body() -> None:
@@ -231,3 +247,13 @@ def test_a_remembered_message_is_encoded_once_and_spliced_into_each_later_body()
     body = jsonio.dumps(second)  # the same bytes as the plain data encoded in one pass
     assert body == json.dumps(to_dict(converter.convert(_request(conversation), profile).request),
                               ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def test_a_line_keeps_the_states_after_its_last_messages() -> None:
+    converter = Converter()
+    profile = PROFILES["openrouter"]
+    conversation = _turns(4)
+    for end in (3, 5, 9, 9):  # the last one a retry, which walks nothing and keeps what it resumed
+        converter.convert(_request(_as_sent(conversation[:end])), profile)
+        (line,) = converter.walks._lines
+        assert sorted(line.states) == list(range(max(1, end - KEEP + 1), end + 1))
