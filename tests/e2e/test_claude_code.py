@@ -190,3 +190,38 @@ async def test_claude_code_through_an_upstream_with_openai_reasoning_rules(harne
     bodies = [r.body for r in harness.upstream.received]
     first_ok = bodies.index(accepted[0])
     assert all(openai_reasoning_rules(b) is None for b in bodies[first_ok:])
+
+
+@pytest_twisted.ensureDeferred
+async def test_claude_code_turns_resume_the_previous_walk(
+    harness: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each turn of a tool loop converts only its new messages: the walk resumes where the
+    previous turn's stopped, whatever Claude Code changes in the messages it resends (such as the
+    prompt cache mark it moves to the new last message)."""
+    from ccproxy.convert.walks import WalkMemo
+
+    seen: list[tuple[int, int]] = []  # (messages in the request, messages resumed over)
+    resume = WalkMemo.resume
+
+    def spy(self: WalkMemo, messages: Any, profile: Any, model: str) -> Any:
+        found = resume(self, messages, profile, model)
+        seen.append((len(messages), found.length if found is not None else 0))
+        return found
+
+    monkeypatch.setattr(WalkMemo, "resume", spy)
+
+    def script(body: Any) -> Reply:
+        done = len(tool_messages(body))
+        if done < 3:
+            command = json.dumps({"command": f"echo step{done}", "description": f"Step {done}"})
+            return tool_call_reply("Bash", command, f"call_step_{done}")
+        return text_reply("All three steps ran.")
+
+    url = harness.start(script)
+    run = await deferToThread(run_claude, url, "Run the three steps one by one.", str(tmp_path), timeout=120)
+    assert run.result is not None and run.result["is_error"] is False, (run.stdout, run.stderr)
+    assert run.result["result"] == "All three steps ran."
+    loop = [entry for entry in seen if entry[0] >= 3]  # the tool loop's turns (side requests are shorter)
+    assert len(loop) >= 3, seen
+    assert all(resumed >= count - 3 for count, resumed in loop), seen
