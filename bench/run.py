@@ -563,7 +563,7 @@ class Bench:
         before = {"rss_mb": _mb(rss_bytes(pid)), "fds": open_fds(pid), "upstream_fds": open_fds(upstream_pid)}
         port, path, headers, marker = self.target("proxy")
         body = self.body("proxy", HOLD_MODEL, stream=True)
-        gate = asyncio.Semaphore(64)  # connection set-ups in flight (the listen backlog is 50)
+        gate = asyncio.Semaphore(64)  # connection set-ups in flight at once, as a client pool opens them
         established = 0
         failed: list[str] = []
         everyone = asyncio.Event()

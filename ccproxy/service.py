@@ -115,10 +115,17 @@ class UpstreamService(Service):
         return done
 
 
+# Connections the kernel may hold for the reactor to accept (it caps the number at
+# net.core.somaxconn). Twisted's default, 50, is less than what a burst of parallel requests
+# (subagents, or a client's connection pool opening at once) brings: the kernel then drops
+# the excess handshakes and the client retries them a second later.
+LISTEN_BACKLOG = 1024
+
+
 def endpoint_description(settings: Settings) -> str:
     """The strports description for the listening socket."""
     host = settings.host.replace(":", r"\:")
-    return f"tcp:{settings.port}:interface={host}"
+    return f"tcp:{settings.port}:interface={host}:backlog={LISTEN_BACKLOG}"
 
 
 def build_context(settings: Settings, reactor: Any) -> Context:
