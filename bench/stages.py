@@ -3,10 +3,11 @@
 C{python -m bench.stages [--runs N] [--idle MS] [--turns N]}
 
 Runs, in this process and in the daemon's order, the steps ccproxy takes for benchmark (a)'s
-48 KB Claude Code request and its 10-chunk answer, timing each: decode the body, check its
-nesting, validate it part by part (messages, tools and the rest, remembered across requests:
-L{ccproxy.parts}), estimate the input tokens, convert, build and encode the upstream body; then parse the
-upstream's SSE answer, convert its chunks and assemble and encode the client's message.
+48 KB Claude Code request and its 10-chunk answer, timing each: split the body (it resends the
+bytes of the one before, so only what is new in it is decoded and validated, by parts remembered
+across requests: L{ccproxy.layouts}, L{ccproxy.parts}), estimate the input tokens, convert, build
+and encode the upstream body; then parse the upstream's SSE answer, convert its chunks and
+assemble and encode the client's message.
 
 It times every step twice: back to back ("warm"), and right after sleeping C{--idle}
 milliseconds ("after idle"), as the daemon does between two requests. On this 2-vCPU VM the
@@ -47,8 +48,7 @@ __all__ = ["STAGES", "Pipeline", "main"]
 
 MODEL = "bench-chunks-10"
 STAGES = (
-    "decode body",
-    "validate (remembered parts, depth)",
+    "split (resent bytes, remembered parts)",
     "count tokens",
     "convert",
     "payload dict",
@@ -86,14 +86,14 @@ class Pipeline:
     def run(self, clock: Callable[[], float] = time.perf_counter) -> tuple[list[float], bytes, bytes]:
         """One request and its answer: the time of each step, the upstream body, the client's answer."""
         marks = [clock()]
-        body = jsonio.loads(self.raw)
-        marks.append(clock())
-        parts = self.parts.split(body)
+        parts = self.parts.split_resent(self.raw)
+        if parts is None:  # the first time: decoded whole, its layout remembered
+            parts = self.parts.split(jsonio.loads(self.raw), self.raw)
         if parts is None:
             raise ValueError("the bench body is not valid")
         parsed = parts.request
         marks.append(clock())
-        estimate = self.tokens.count_request(body, parts.texts)
+        estimate = self.tokens.count_request(parts.counted, parts.texts)
         marks.append(clock())
         conversion = convert_request(parsed, MODEL, self.profile, walks=self.walks)
         marks.append(clock())

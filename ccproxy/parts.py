@@ -27,7 +27,8 @@ from typing import Any, Generic, TypeVar
 from attrs import frozen
 
 from ccproxy import jsonio
-from ccproxy.anthropic import Message, MessagesRequest, Tool
+from ccproxy.anthropic import Message, MessagesRequest, RequestError, Tool
+from ccproxy.layouts import Layouts
 from ccproxy.tokens import BodyTexts, PartText, ToolText, message_text, tool_text
 from ccproxy.validation import (
     MAX_JSON_DEPTH,
@@ -79,6 +80,10 @@ class _Remembered(Generic[_V]):
         @param depth: how deep C{value} may nest.
         @raise RequestError: it nests deeper (checked only when it is not remembered).
         """
+        return self.keyed(value, derive, depth)[0]
+
+    def keyed(self, value: Any, derive: Callable[[Any], _V | None], depth: int) -> tuple[_V | None, bytes]:
+        """L{derived}, and the JSON of C{value} it is remembered by."""
         key = jsonio.dumps_within(value, depth)
         if key is None:
             raise too_deep()
@@ -93,7 +98,7 @@ class _Remembered(Generic[_V]):
                 while self._size > self._max_bytes:
                     oldest, _ = self._entries.popitem(last=False)
                     self._size -= len(oldest)
-        return found
+        return found, key
 
 
 @frozen
@@ -117,10 +122,22 @@ class Parts:
 
     @ivar request: a new request object; its messages, tools and the rest's fields are
         shared (immutable).
+    @ivar counted: the body as the token count reads it besides C{texts} (its system prompt):
+        the body, or the body it resends without its messages and tools.
     """
 
     request: MessagesRequest
     texts: BodyTexts
+    counted: dict[str, Any]
+
+
+@frozen
+class _Rest:
+    """What a remembered layout's other parts mean (L{ccproxy.layouts})."""
+
+    tools: _ToolsPart
+    rest: MessagesRequest
+    counted: dict[str, Any]
 
 
 class RequestParts:
@@ -132,13 +149,16 @@ class RequestParts:
         self._messages: _Remembered[_MessagePart] = _Remembered(message_bytes)
         self._tools: _Remembered[_ToolsPart] = _Remembered(tools_bytes)
         self._rests: _Remembered[MessagesRequest] = _Remembered(rest_bytes)
+        self._layouts: Layouts[_MessagePart] = Layouts()
 
-    def split(self, body: Any) -> Parts | None:
+    def split(self, body: Any, raw: bytes | None = None) -> Parts | None:
         """C{body} validated part by part: its messages one by one, its tools, and the rest
         (system prompt and settings). None when something is not valid (or not where a
         Messages body has it): the whole body's validation then reports the error, with its path
         (after L{ccproxy.validation.check_depth}: not every part was checked here).
 
+        @param raw: the bytes C{body} was decoded from, whose layout is then remembered for
+            L{split_resent} (L{ccproxy.layouts}).
         @raise RequestError: C{body} nests deeper than L{MAX_JSON_DEPTH}.
         """
         if not isinstance(body, dict):
@@ -147,20 +167,52 @@ class RequestParts:
         tools = body.get("tools", [])
         if not isinstance(messages, list) or not isinstance(tools, list):
             return None
-        message_parts = []
+        message_parts, keys = [], []
         for value in messages:
-            part = self._messages.derived(value, _message_part, _MESSAGE_DEPTH)
+            part, key = self._messages.keyed(value, _message_part, _MESSAGE_DEPTH)
             if part is None:
                 return None
             message_parts.append(part)
+            keys.append(key)
         tools_part = self._tools.derived(tools, _tools_part, _TOOLS_DEPTH) if tools else _NO_TOOLS
-        rest = self._rests.derived({k: v for k, v in body.items() if k not in _SPLIT}, validated_rest, MAX_JSON_DEPTH)
+        counted = {k: v for k, v in body.items() if k not in _SPLIT}
+        rest = self._rests.derived(counted, validated_rest, MAX_JSON_DEPTH)
         if tools_part is None or rest is None:
             return None
         request = assembled_request(rest, [part.message for part in message_parts], list(tools_part.tools))
         if request is None:
             return None
-        return Parts(request, BodyTexts(tuple(part.text for part in message_parts), tools_part.texts))
+        if raw is not None:
+            self._layouts.remember(raw, body, keys, message_parts, _Rest(tools_part, rest, counted))
+        return Parts(request, BodyTexts(tuple(part.text for part in message_parts), tools_part.texts), body)
+
+    def split_resent(self, raw: bytes) -> Parts | None:
+        """The body C{raw}, validated, if it resends the bytes of a body split before (with new
+        messages after some of its own: L{ccproxy.layouts}), decoding only its new messages; None
+        otherwise, or when a new message is not valid (decode the body and L{split} it: that
+        reports why)."""
+        match = self._layouts.match(raw)
+        if match is None:
+            return None
+        new_parts, keys = [], []
+        for value in match.values:
+            try:
+                part, key = self._messages.keyed(value, _message_part, _MESSAGE_DEPTH)
+            except RequestError:  # too deep
+                return None
+            if part is None:
+                return None
+            new_parts.append(part)
+            keys.append(key)
+        remembered: _Rest = match.rest
+        message_parts = [*match.parts, *new_parts]
+        tools = list(remembered.tools.tools)
+        request = assembled_request(remembered.rest, [part.message for part in message_parts], tools)
+        if request is None:
+            return None
+        self._layouts.extend(match, raw, keys, new_parts)
+        texts = BodyTexts(tuple(part.text for part in message_parts), remembered.tools.texts)
+        return Parts(request, texts, remembered.counted)
 
 
 def _message_part(value: Any) -> _MessagePart | None:

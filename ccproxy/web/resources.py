@@ -143,11 +143,11 @@ class ClientRequest(JSONResource):
         super().__init__()
         self._context = context
 
-    def _body(self, request: Request) -> Any:
-        """The decoded JSON body, within L{ccproxy.validation.MAX_JSON_DEPTH}.
+    def _raw(self, request: Request) -> bytes:
+        """The body's bytes, read once and let go from the request (not kept for the life of a
+        long stream).
 
-        @raise ApiError: not JSON, or too large.
-        @raise RequestError: too deep.
+        @raise ApiError: not JSON by its type, empty, or too large.
         """
         _check_media_type(request)
         content = request.content
@@ -159,11 +159,19 @@ class ClientRequest(JSONResource):
         if size > limit:
             raise ApiError(413, "request_too_large", f"request body is {size} bytes; the limit is {limit}")
         content.seek(0)
-        raw = content.read()
-        content.close()  # parsed below; not kept for the life of a long stream
+        raw: bytes = content.read()
+        content.close()
         request.content = None
         if not raw.strip():
             raise ApiError(400, "invalid_request_error", "request body is empty")
+        return raw
+
+    def decoded(self, raw: bytes) -> Any:
+        """The JSON body, within L{ccproxy.validation.MAX_JSON_DEPTH}.
+
+        @raise ApiError: not JSON.
+        @raise RequestError: too deep.
+        """
         try:
             body = jsonio.loads(raw)
         except (ValueError, RecursionError) as error:
@@ -181,7 +189,7 @@ class ClientRequest(JSONResource):
         try:
             if not client_authorized(request.requestHeaders, self._context.settings.anthropic_api_key):
                 raise UNAUTHORIZED  # normally refused earlier, when the headers arrived
-            self.handle(request, rid, self._body(request))
+            self.handle(request, rid, self._raw(request))
         except RequestError as invalid:
             self._refuse(request, rid, ApiError(400, "invalid_request_error", str(invalid)))
         except ApiError as error:
@@ -197,8 +205,8 @@ class ClientRequest(JSONResource):
         stats.errors += 1
         log_request(RequestRecord(rid, "-", "-", False, now, error.status, "refused", ended=now, error=error.message))
 
-    def handle(self, request: Request, rid: str, body: Any) -> None:
-        """Answer a request whose key and JSON body passed the checks."""
+    def handle(self, request: Request, rid: str, raw: bytes) -> None:
+        """Answer a request whose key and body (C{raw}, to be L{decoded}) passed the checks."""
         raise NotImplementedError
 
 
@@ -209,16 +217,21 @@ class Messages(ClientRequest):
         """Checked in L{handle}: the remembered parts were checked when first seen, so only
         the new ones are (L{ccproxy.parts.RequestParts.split})."""
 
-    def handle(self, request: Request, rid: str, body: Any) -> None:
+    def handle(self, request: Request, rid: str, raw: bytes) -> None:
         context = self._context
-        parts = context.parts.split(body)
+        # A resent conversation is split by its bytes (ccproxy.layouts); any other body is decoded.
+        body: Any = None
+        parts = None if context.settings.debug else context.parts.split_resent(raw)
+        if parts is None:
+            body = self.decoded(raw)
+            parts = context.parts.split(body, raw)
         if parts is None:  # something is invalid: the whole body's validation says what, and where
             check_depth(body)
             parsed = parse_messages_request(body)
             input_estimate = context.tokens.count_request(body)
         else:
             parsed = parts.request
-            input_estimate = context.tokens.count_request(body, parts.texts)
+            input_estimate = context.tokens.count_request(parts.counted, parts.texts)
         if parsed.max_tokens == 0:
             write_json(request, 200, _empty_message(parsed, input_estimate))
             return
@@ -259,7 +272,8 @@ def _empty_message(parsed: MessagesRequest, input_tokens: int) -> dict[str, Any]
 class CountTokens(ClientRequest):
     """C{POST /v1/messages/count_tokens}: counted locally, never sent upstream."""
 
-    def handle(self, request: Request, rid: str, body: Any) -> None:
+    def handle(self, request: Request, rid: str, raw: bytes) -> None:
+        body = self.decoded(raw)
         parse_count_tokens_request(body)
         write_json(request, 200, {"input_tokens": self._context.tokens.count_request(body)})
 

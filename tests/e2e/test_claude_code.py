@@ -196,20 +196,29 @@ async def test_claude_code_through_an_upstream_with_openai_reasoning_rules(harne
 async def test_claude_code_turns_resume_the_previous_walk(
     harness: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each turn of a tool loop converts only its new messages: the walk resumes where the
-    previous turn's stopped, whatever Claude Code changes in the messages it resends (such as the
+    """Each turn of a tool loop decodes and converts only its new messages: its body resends the
+    previous body's bytes (ccproxy.layouts), and the walk resumes where the previous turn's
+    stopped (ccproxy.convert.walks), whatever Claude Code changes in what it resends (such as the
     prompt cache mark it moves to the new last message)."""
     from ccproxy.convert.walks import WalkMemo
+    from ccproxy.layouts import Layouts
 
-    seen: list[tuple[int, int]] = []  # (messages in the request, messages resumed over)
-    resume = WalkMemo.resume
+    resumed: list[tuple[int, int]] = []  # (messages in the request, messages resumed over)
+    matched: list[int | None] = []  # messages of the resent body it shares, None if it is decoded whole
+    resume, match = WalkMemo.resume, Layouts.match
 
-    def spy(self: WalkMemo, messages: Any, profile: Any, model: str) -> Any:
+    def spy_resume(self: WalkMemo, messages: Any, profile: Any, model: str) -> Any:
         found = resume(self, messages, profile, model)
-        seen.append((len(messages), found.length if found is not None else 0))
+        resumed.append((len(messages), found.length if found is not None else 0))
         return found
 
-    monkeypatch.setattr(WalkMemo, "resume", spy)
+    def spy_match(self: Any, raw: bytes) -> Any:
+        found = match(self, raw)
+        matched.append(found.known if found is not None else None)
+        return found
+
+    monkeypatch.setattr(WalkMemo, "resume", spy_resume)
+    monkeypatch.setattr(Layouts, "match", spy_match)
 
     def script(body: Any) -> Reply:
         done = len(tool_messages(body))
@@ -222,6 +231,8 @@ async def test_claude_code_turns_resume_the_previous_walk(
     run = await deferToThread(run_claude, url, "Run the three steps one by one.", str(tmp_path), timeout=120)
     assert run.result is not None and run.result["is_error"] is False, (run.stdout, run.stderr)
     assert run.result["result"] == "All three steps ran."
-    loop = [entry for entry in seen if entry[0] >= 3]  # the tool loop's turns (side requests are shorter)
-    assert len(loop) >= 3, seen
-    assert all(resumed >= count - 3 for count, resumed in loop), seen
+    loop = [entry for entry in resumed if entry[0] >= 3]  # the tool loop's turns (side requests are shorter)
+    assert len(loop) >= 3, resumed
+    assert all(after >= count - 3 for count, after in loop), resumed
+    # Claude Code writes its bodies as orjson does, so every turn after the first is split by its bytes.
+    assert matched[0] is None and all(known is not None for known in matched[-3:]), matched
