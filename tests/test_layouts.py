@@ -12,9 +12,11 @@ from hypothesis import strategies as st
 
 from bench.requests import claude_code_request
 from ccproxy import jsonio
+from ccproxy.anthropic import RequestError
 from ccproxy.layouts import KEEP, Layouts
 from ccproxy.parts import Parts, RequestParts
 from ccproxy.tokens import TokenCounter
+from ccproxy.validation import MAX_JSON_DEPTH
 from tests.convert.test_request import MESSAGES
 
 
@@ -233,3 +235,19 @@ def test_a_layout_keeps_the_ends_of_its_last_messages() -> None:
     assert layout.first == count - KEEP and len(layout.segments) == KEEP
     assert raw == layout.head + b"".join(layout.segments) + layout.suffix
     assert layout.suffix.startswith(b"]") and layout.segments[0].startswith(b",")
+
+
+def test_a_new_message_nested_too_deep_is_left_to_the_whole_body_check() -> None:
+    """The whole body's decoding and check refuse it (RequestError over HTTP: a 400)."""
+    memo = RequestParts()
+    body = jsonio.loads(_claude_code_turns(1)[-1])
+    raw = _encode(body)
+    memo.split(jsonio.loads(raw), raw)
+    deep: Any = "x"
+    for _ in range(MAX_JSON_DEPTH):
+        deep = {"a": deep}
+    body["messages"].append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "x",
+                                                          "extra": deep}]})
+    assert memo.split_resent(_encode(body)) is None
+    with pytest.raises(RequestError, match="nest"):
+        memo.split(jsonio.loads(_encode(body)))
