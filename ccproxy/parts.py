@@ -16,6 +16,11 @@ checked when it is first seen, and a remembered part is the same JSON, so it nes
 The memo is bounded by the total size of its keys, least recently used first out. What it holds costs about eight
 times the key size in memory (the validated objects, the decoded strings they keep, the joined texts and the key:
 the 48 KB benchmark body has 48 KB of keys and holds about 400 KB), so the bounds below cost at most about 36 MB.
+
+A body that resends the bytes of one split before need not even be decoded whole: L{RequestParts.split_resent}
+finds its old messages by their place in the bytes (L{ccproxy.layouts}) and validates only its new ones. The
+layouts keep the parts of their bodies' messages too, so those can outlive this memo's bound (by at most about
+eight times the layouts' own 4 MB).
 """
 
 from __future__ import annotations
