@@ -352,3 +352,42 @@ async def test_count_tokens_needs_a_message(harness: Any) -> None:
     response, raw = await post(url + "/v1/messages/count_tokens", {"model": "claude-opus-5-5", "messages": []})
     assert response.code == 400
     assert "messages" in json.loads(raw)["error"]["message"]
+
+
+def _compact(payload: dict[str, Any]) -> bytes:
+    """As Claude Code writes a body (JSON.stringify: no spaces), which ccproxy can split by its bytes."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_resent_body_is_answered_as_a_fresh_proxy_answers_it(harness: Any) -> None:
+    """A body that resends the bytes of the one before (ccproxy.layouts) gets what a proxy that never
+    saw that one gives it: the same upstream body when valid, the same 400 when not."""
+    answer = Reply(chunks=[chunk({"content": "ok"}), chunk({}, "stop")])
+    resending = harness.start([answer] * 2)
+    resending_upstream = harness.upstream
+    fresh = harness.start([answer])
+    first = body(messages=[{"role": "user", "content": [{"type": "text", "text": "list the files"}]}],
+                 system=[{"type": "text", "text": "You are Claude Code."}])
+    response, raw = await post(resending + "/v1/messages", _compact(first))
+    assert response.code == 200, raw
+    turn = json.loads(json.dumps(first))
+    turn["messages"] += [{"role": "assistant", "content": [{"type": "text", "text": "ok"}]},
+                         {"role": "user", "content": [{"type": "text", "text": "and now the tests"}]}]
+    response, raw = await post(resending + "/v1/messages", _compact(turn))
+    assert response.code == 200, raw
+    response, raw = await post(fresh + "/v1/messages", _compact(turn))
+    assert response.code == 200, raw
+    assert resending_upstream.received[1].body == harness.upstream.received[0].body
+    broken = json.loads(json.dumps(turn))
+    broken["messages"].append({"role": "user", "content": [{"type": "no such block"}]})
+    deep = json.loads(json.dumps(turn))
+    deep["messages"].append({"role": "user", "content": _nested(126)})
+    for payload in (broken, deep):
+        errors = []
+        for url in (resending, fresh):
+            response, raw = await post(url + "/v1/messages", _compact(payload))
+            assert response.code == 400, raw
+            errors.append(json.loads(raw)["error"])
+        assert errors[0] == errors[1]
+    assert len(resending_upstream.received) == 2
