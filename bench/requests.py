@@ -517,6 +517,36 @@ def long_request(model: str, *, stream: bool, turns: int) -> dict[str, Any]:
     return body
 
 
+def session_bodies(model: str, turns: int) -> list[tuple[bytes, bytes]]:
+    """A Claude Code session's non-streaming requests, as ccproxy gets them and as it sends them
+    upstream: L{claude_code_request}, then C{turns} more tool turns, each request resending the
+    one before plus a turn. Claude Code marks the last message of each request for prompt
+    caching, so the mark moves with every turn."""
+    from ccproxy.convert.request import convert_request
+    from ccproxy.openai import to_json
+    from ccproxy.providers import profile_for
+    from ccproxy.validation import parse_messages_request
+
+    profile = profile_for("http://127.0.0.1:1/v1")
+    body = claude_code_request(model, stream=False)
+    bodies = []
+    for turn in range(turns + 1):
+        if turn:
+            call_id = f"toolu_{turn:03d}SessionTurn"
+            call = {"type": "tool_use", "id": call_id, "name": "Bash", "input": {"command": f"pytest -x -q -k case_{turn}"}}
+            result = {"type": "tool_result", "tool_use_id": call_id, "content": f"{turn} passed in 0.{turn:02d}s"}
+            body["messages"] += [
+                {"role": "assistant", "content": [{"type": "text", "text": f"Running case {turn}."}, call]},
+                {"role": "user", "content": [result]},
+            ]
+        sent = json.loads(json.dumps(body))
+        last = sent["messages"][-1]["content"][-1]
+        last["cache_control"] = {"type": "ephemeral"}
+        anthropic = _encode(sent)
+        bodies.append((anthropic, to_json(convert_request(parse_messages_request(sent), model, profile).request)))
+    return bodies
+
+
 def small_request(model: str, *, stream: bool) -> dict[str, Any]:
     """A minimal request (one short user message, no tools), to isolate per-chunk costs."""
     return {

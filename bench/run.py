@@ -43,7 +43,7 @@ from bench.client import (
     wrk_available,
 )
 from bench.floor import static_server_command
-from bench.requests import ANTHROPIC_HEADERS, anthropic_body, openai_body
+from bench.requests import ANTHROPIC_HEADERS, anthropic_body, openai_body, session_bodies
 
 __all__ = ["main"]
 
@@ -95,10 +95,12 @@ class Sizes:
     hold_seconds: float
     cold_starts: int
     profile_seconds: float
+    session_turns: int
+    session_passes: int
 
 
-FULL = Sizes(50, 300, 3, 20, 40, 10.0, 32, 100, 1000, 3.0, 3, 8.0)
-QUICK = Sizes(10, 40, 1, 4, 8, 1.0, 32, 100, 100, 0.5, 1, 2.0)
+FULL = Sizes(50, 300, 3, 20, 40, 10.0, 32, 100, 1000, 3.0, 3, 8.0, 40, 3)
+QUICK = Sizes(10, 40, 1, 4, 8, 1.0, 32, 100, 100, 0.5, 1, 2.0, 10, 1)
 
 
 # -- child processes ---------------------------------------------------------------------------
@@ -430,6 +432,34 @@ class Bench:
         latency["floor_added_p50_ms"] = latency["floor_p50_ms"] - latency["direct_p50_ms"]
         self.results["cpu_json_request_ms"] = cpu * 1000 / sizes.latency_requests
 
+    async def session(self) -> None:
+        """(a) as a session goes: sequential requests, each resending the one before plus a tool turn
+        (as Claude Code sends them: the prompt cache mark moves to the new last message)."""
+        sizes = self.sizes
+        bodies = session_bodies(JSON_MODEL, sizes.session_turns)
+        connections = {"direct": Connection(self.upstream_port, 30), "proxy": Connection(self.proxy_port, 30)}
+        times: dict[str, list[float]] = {"direct": [], "proxy": []}
+        failures = 0
+        try:
+            for _ in range(sizes.session_passes):
+                for anthropic, openai in bodies:
+                    for side, data in (("direct", openai), ("proxy", anthropic)):
+                        _, path, headers, marker = self.target(side)
+                        result = await connections[side].request("POST", path, data, headers, marker=marker)
+                        if result.ok:
+                            times[side].append(result.elapsed)
+                        else:
+                            failures += 1
+        finally:
+            for connection in connections.values():
+                connection.close()
+        found: dict[str, Any] = {"turns": sizes.session_turns, "passes": sizes.session_passes, "failures": failures,
+                                 "bytes": [len(bodies[0][0]), len(bodies[-1][0])]}
+        for side, values in times.items():
+            found[f"{side}_p50_ms"] = _ms(percentile(values, 0.5))
+        found["added_p50_ms"] = found["proxy_p50_ms"] - found["direct_p50_ms"]
+        self.results["session"] = found
+
     async def stream_500(self) -> None:
         """(b) one 500-chunk stream at a time: first event, first content, last event."""
         sizes = self.sizes
@@ -687,6 +717,7 @@ class Bench:
             ("(f) cold start", self.cold_start),
             ("(e) many streams", self.many_streams),
             ("(a) latency", self.latency),
+            ("(a) a growing session", self.session),
             ("(b) 500-chunk stream", self.stream_500),
             ("(d) CPU per stream", self.cpu_streams),
             ("(c) throughput", self.throughput),
@@ -793,6 +824,10 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
             # What the code is responsible for: the VM's speed moves both, this much less.
             row("(a) … ccproxy over the floor, p50 ms", "", "",
                 "+" + _fmt(latency["proxy_p50_ms"] - latency["floor_p50_ms"]))
+    session = results.get("session")
+    if session:
+        row(f"(a) … a session, {session['turns']} turns growing it: p50 ms", _fmt(session["direct_p50_ms"]),
+            _fmt(session["proxy_p50_ms"]), "+" + _fmt(session["added_p50_ms"]))
     stream = results.get("stream_500")
     if stream:
         for name, label in (("first_event", "first event"), ("first_content", "first text delta"),
