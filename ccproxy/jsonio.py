@@ -138,13 +138,19 @@ def _orjson_depth_limit() -> int | None:
 _ORJSON_DEPTH = _orjson_depth_limit()
 
 
-def deeper_than(value: Any, limit: int) -> bool:
+def deeper_than(value: Any, limit: int, encoded: bytes | None = None) -> bool:
     """Whether decoded JSON nests arrays and objects more than C{limit} levels deep.
 
     Checked in C: C{value} wrapped in just enough extra levels that orjson's own depth
     limit is passed exactly when C{value} is deeper than C{limit}. A walk in Python
     decides when that cannot (no such limit, or a value orjson will not encode).
+
+    @param encoded: C{value}'s JSON, if at hand: when it opens no more than C{limit}
+        arrays and objects in all (counting brackets in strings too), C{value} cannot
+        nest deeper, which two counts of its bytes tell without the check above.
     """
+    if encoded is not None and encoded.count(b"[") + encoded.count(b"{") <= limit:
+        return False
     if _ORJSON_DEPTH is None or limit >= _ORJSON_DEPTH:
         return _walk_deeper_than(value, limit)
     try:

@@ -94,7 +94,7 @@ class _Remembered(Generic[_V]):
             raise too_deep()
         found = self.get(key)
         if found is None:
-            if jsonio.deeper_than(value, depth):
+            if jsonio.deeper_than(value, depth, key):
                 raise too_deep()
             found = derive(value)
             if found is not None and len(key) <= self._max_bytes:

@@ -6,6 +6,8 @@ import copy
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ccproxy import jsonio
 
@@ -62,3 +64,26 @@ def test_dumps_within_falls_back_for_what_orjson_will_not_encode() -> None:
     value = {"text": "\ud800 lone surrogate", "n": _nested(3)}  # four levels deep
     assert jsonio.dumps_within(value, 4) == jsonio.dumps(value)
     assert jsonio.dumps_within(value, 3) is None
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet="ab[]{}\\\"", max_size=6),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(alphabet="k[{", max_size=3), children, max_size=3),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300)
+@given(value=_JSON, limit=st.integers(0, 12))
+def test_deeper_than_answers_alike_with_the_json_at_hand(value: object, limit: int) -> None:
+    """Counting the brackets of the JSON (strings' brackets too) only ever skips the check when
+    the value cannot nest deeper."""
+    assert jsonio.deeper_than(value, limit, jsonio.dumps(value)) == jsonio.deeper_than(value, limit)
+
+
+def test_deeper_than_with_the_json_at_hand_at_the_limit() -> None:
+    value: object = "x"
+    for _ in range(5):
+        value = [value]
+    encoded = jsonio.dumps(value)
+    assert not jsonio.deeper_than(value, 5, encoded) and jsonio.deeper_than(value, 4, encoded)
