@@ -86,6 +86,7 @@ class _Walk:
     # -- resuming (ccproxy.convert.walks) ------------------------------------------
 
     def state(self) -> WalkState:
+        """Where the walk stands, to be remembered (taken before it closes the last tool turn)."""
         return WalkState(
             tuple(self.out),
             tuple(self.awaiting),
@@ -96,6 +97,7 @@ class _Walk:
         )
 
     def restore(self, state: WalkState) -> None:
+        """Stand where C{state} was taken, as if its messages had been walked here."""
         self.out = list(state.out)
         self.awaiting = list(state.awaiting)
         self.pending_system = list(state.pending_system)
