@@ -149,7 +149,9 @@ class WalkMemo:
         if not weighed or base is None or base[1] > self._max_weight:
             return
         keys = tuple((length, id(messages[length - 1]), model) for length in weighed)
-        line = _Line(tuple(weakref.ref(message) for message in messages), profile, model, weighed, keys, base[1])
+        known = resumed.line.messages[: resumed.length] if resumed is not None else ()  # the same messages
+        refs = known + tuple(weakref.ref(message) for message in messages[len(known) :])
+        line = _Line(refs, profile, model, weighed, keys, base[1])
         for key in keys:
             if key in self._index:
                 self._forget(self._index[key])
