@@ -12,7 +12,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable
 
-__all__ = ["estimate_text_tokens", "JoinedEstimate"]
+__all__ = ["estimate_text_tokens", "JoinedEstimate", "Summary", "NO_TEXT", "joined", "summary_tokens"]
 
 #
 # Every code point gets a class id (1-14) from its UTF-8 lead byte, so one bytes.translate classifies the whole text
@@ -169,6 +169,30 @@ def _pair_weight(previous: int, cls: int) -> int:
 
 _SEPARATOR = _NEWLINE
 
+# The estimate of some non-empty texts joined with newlines, in a form that joins with another: the summed
+# weight with each text's first character weighed as if a newline came before it, and the classes of the first
+# and last characters (0 for no text). Joining adds the newline between two such summaries, so a request's
+# estimate can be put together from the summaries of its parts in any grouping (see L{ccproxy.tokens}).
+Summary = tuple[int, int, int]
+NO_TEXT: Summary = (0, 0, 0)
+
+
+def joined(before: Summary, after: Summary) -> Summary:
+    """The summary of C{before}'s texts, a newline, then C{after}'s texts."""
+    if not after[1]:
+        return before
+    if not before[1]:
+        return after
+    return before[0] + _WEIGHTS[(before[2] ^ _SEPARATOR) << 4 | _SEPARATOR] + after[0], before[1], after[2]
+
+
+def summary_tokens(summary: Summary) -> int:
+    """The estimate of a summary's texts: L{estimate_text_tokens} of them joined with newlines."""
+    weight, first, _ = summary
+    if not first:
+        return 0
+    return _tokens(weight - _pair_weight(_SEPARATOR, first) + _pair_weight(0, first))
+
 
 class JoinedEstimate:
     """
@@ -176,20 +200,28 @@ class JoinedEstimate:
 
     Claude Code sends the whole conversation every turn: the same system prompt, tool descriptions and history,
     plus a little more. The estimate is a sum over characters in which a character's weight depends only on the
-    class of the one before it, so each text's sum can be kept (computed as if a newline came before it) and
-    stitched together: a correction for the first character where something else came before, and the newline
-    separators themselves. Texts are remembered by hash and length (a collision would only misjudge an estimate);
-    the memo is emptied when it holds C{limit} texts.
+    class of the one before it, so each text's sum can be kept (computed as if a newline came before it: its
+    L{Summary}) and stitched together: a correction for the first character where something else came before,
+    and the newline separators themselves. Texts are remembered by hash and length (a collision would only
+    misjudge an estimate); the memo is emptied when it holds C{limit} texts.
     """
 
     def __init__(self, limit: int = 16384) -> None:
         self._limit = limit
-        # (hash, length) -> (weight less the newline-before correction, first class, last class)
-        self._memo: dict[tuple[int, int], tuple[int, int, int]] = {}
+        self._memo: dict[tuple[int, int], Summary] = {}
+
+    def summary(self, text: str) -> Summary:
+        """The summary of one non-empty text, remembered."""
+        key = (hash(text), len(text))
+        found = self._memo.get(key)
+        if found is None:
+            if len(self._memo) >= self._limit:
+                self._memo.clear()
+            found = self._memo[key] = _weights(text, _SEPARATOR)
+        return found
 
     def __call__(self, texts: Iterable[str]) -> int:
-        memo = self._memo
-        weights = _WEIGHTS  # _pair_weight, inlined: this runs for every text of every request
+        weights = _WEIGHTS  # _pair_weight, inlined: this runs for every text of a request
         total = 0
         previous = 0  # class of the character before the next one; 0 before the start
         empty = True
@@ -200,15 +232,10 @@ class JoinedEstimate:
                 empty = False
             if not text:
                 continue
-            key = (hash(text), len(text))
-            found = memo.get(key)
-            if found is None:
-                if len(memo) >= self._limit:
-                    memo.clear()
-                weight, first, last = _weights(text, _SEPARATOR)
-                found = memo[key] = (weight - _pair_weight(_SEPARATOR, first), first, last)
-            adjusted, first, last = found
-            total += adjusted + weights[(previous ^ first) << 4 | first]
+            weight, first, last = self.summary(text)
+            if previous != _SEPARATOR:  # the first text: nothing came before it
+                weight += weights[(previous ^ first) << 4 | first] - weights[(_SEPARATOR ^ first) << 4 | first]
+            total += weight
             previous = last
             empty = False
         return 0 if empty else _tokens(total)

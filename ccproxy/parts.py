@@ -34,7 +34,7 @@ from attrs import frozen
 from ccproxy import jsonio
 from ccproxy.anthropic import Message, MessagesRequest, RequestError, Tool
 from ccproxy.layouts import Layouts
-from ccproxy.tokens import BodyTexts, PartText, ToolText, message_text, tool_text
+from ccproxy.token_parts import BodyTexts, PartText, ToolText, message_text, tool_text
 from ccproxy.validation import (
     MAX_JSON_DEPTH,
     assembled_request,

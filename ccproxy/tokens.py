@@ -8,11 +8,13 @@ the upstream model's window. Two text counters exist:
 
   - L{estimate_text_tokens} (L{ccproxy.estimator}): pure Python, no dependency, about 0.3 ms per 45 KB of new
     text and little more than hashing for texts seen before. A linear model over character classes and class-run
-    starts, with weights fitted against o200k_base (within 7% of it per request on the test corpus).
+    starts, with weights fitted against o200k_base (within 7% of it per request on the test corpus). Its sums
+    join, so a turn of a conversation counts its new messages only (L{_Estimator}).
   - o200k_base from the optional C{bpe-openai} package (C{pip install ccproxy[tokenizer]}): exact for OpenAI models,
     a close proxy for others, but slow to load (see L{TokenCounter.load}).
 
-L{TokenCounter} holds the chosen one; the service builds it once and hands it to the resources.
+L{TokenCounter} holds the chosen one; the service builds it once and hands it to the resources. What each part of a
+request adds to the count is L{ccproxy.token_parts}.
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ from typing import Any
 
 import attrs
 
-from ccproxy import jsonio
-from ccproxy.estimator import JoinedEstimate, estimate_text_tokens
-from ccproxy.media import PDF_PAGE_TOKENS, image_tokens, pdf_pages
+from ccproxy.estimator import NO_TEXT, JoinedEstimate, Summary, estimate_text_tokens, joined, summary_tokens
+from ccproxy.prefixes import KEEP, PrefixMemo
+from ccproxy.token_parts import BodyTexts, PartText, collect, counted_tools, system_text
 
-__all__ = ["TokenCounter", "BodyTexts", "PartText", "ToolText", "estimate_text_tokens", "message_text", "tool_text"]
+__all__ = ["TokenCounter", "estimate_text_tokens"]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -63,199 +65,78 @@ def _load_o200k() -> Callable[[str], int] | None:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Walking a request body
+# The estimator, resumed
 # ---------------------------------------------------------------------------------------------------------------------
 
-# Chat-format framing that is not in any text: OpenAI's ChatML spends about 4 tokens per message
-# (<|im_start|>role ... <|im_end|>) and primes the reply with 3 more. Tool definitions and tool calls carry JSON
-# wrappers ({"type":"function","function":{...}}, call ids) that the upstream serializes around our texts.
-_MESSAGE_TOKENS = 4
-_REPLY_TOKENS = 3
-_TOOL_TOKENS = 8
-_TOOL_CALL_TOKENS = 8
-
-# Blocks only an Anthropic server produces (web search results, code execution): ccproxy drops or summarises them.
-_OPAQUE_BLOCK_TOKENS = 8
-# Nested content (tool_result > document > content ...) deeper than this is ignored rather than recursed into.
-_MAX_DEPTH = 6
-_BILLING_PREFIX = "x-anthropic-billing-header:"
-
-
-@attrs.define
-class _RequestText:
-    """Texts to tokenize plus the tokens already known without tokenizing (framing, images)."""
-
-    texts: list[str] = attrs.Factory(list)
-    fixed: int = 0
-    tool_names: set[str] = attrs.Factory(set)
-
-    def add(self, value: object) -> None:
-        if isinstance(value, str) and value:
-            self.texts.append(value)
-
-    def add_json(self, value: object) -> None:
-        # The same form the converter sends upstream as tool-call arguments (PROTOCOL.md H.2).
-        try:
-            self.texts.append(jsonio.dumps(value).decode("utf-8", "replace"))
-        except TypeError:  # not JSON at all (a client sent something odd): count its repr
-            self.texts.append(str(value))
-
-    def add_content(self, content: object, depth: int = 0) -> None:
-        """Add a C{content} value: a string or a list of blocks."""
-        if isinstance(content, str):
-            self.add(content)
-        elif isinstance(content, list) and depth < _MAX_DEPTH:
-            for block in content:
-                if isinstance(block, dict):
-                    self.add_block(block, depth + 1)
-
-    def add_block(self, block: dict[str, Any], depth: int) -> None:
-        kind = block.get("type")
-        if kind == "text":
-            self.add(block.get("text"))
-        elif kind == "thinking":
-            self.add(block.get("thinking"))
-        elif kind == "redacted_thinking":
-            pass  # opaque to every upstream
-        elif kind in ("tool_use", "server_tool_use"):
-            name = block.get("name")
-            if isinstance(name, str):
-                self.tool_names.add(name)
-            self.add(name)
-            self.add_json(block.get("input", {}))
-            self.fixed += _TOOL_CALL_TOKENS
-        elif kind == "tool_result":
-            # Becomes its own "tool" message upstream.
-            self.fixed += _MESSAGE_TOKENS
-            self.add_content(block.get("content"), depth)
-        elif kind == "image":
-            self.fixed += image_tokens(block.get("source"))
-        elif kind == "document":
-            self.add(block.get("title"))
-            self.add(block.get("context"))
-            self._add_document_source(block.get("source"), depth)
-        elif kind == "search_result":
-            self.add(block.get("source"))
-            self.add(block.get("title"))
-            self.add_content(block.get("content"), depth)
-        elif kind == "tool_reference":
-            name = block.get("tool_name")
-            if isinstance(name, str):
-                self.tool_names.add(name)
-                self.add(f"Tool '{name}' loaded.")
-        elif kind == "mid_conv_system":
-            self.add_content(block.get("content"), depth)
-        else:
-            self.fixed += _OPAQUE_BLOCK_TOKENS
-
-    def _add_document_source(self, source: object, depth: int) -> None:
-        if not isinstance(source, dict):
-            return
-        kind = source.get("type")
-        if kind == "text":
-            self.add(source.get("data"))
-        elif kind == "content":
-            self.add_content(source.get("content"), depth)
-        elif kind == "base64":
-            self.fixed += PDF_PAGE_TOKENS * pdf_pages(source.get("data"))
-        else:
-            self.fixed += PDF_PAGE_TOKENS
-
 
 @attrs.frozen
-class PartText:
-    """What one message or tool definition adds to a request's count, on its own.
+class _Tally:
+    """What a conversation's first messages add to the estimate: their texts' summary, their fixed
+    tokens and the tools they name (what a deferred tool's count depends on)."""
 
-    @ivar text: its texts joined with newlines, as the counter joins a request's texts (None when it has none).
-        One string per part rather than its pieces: the estimator stitches texts together exactly, and a part
-        remembered across requests (L{ccproxy.parts}) keeps the same string, whose hash Python keeps too.
-    @ivar fixed: tokens known without tokenizing (framing, images).
-    @ivar tool_names: the tools it calls or loads (a deferred tool counts only once one of these names it).
-    """
-
-    text: str | None
+    summary: Summary
     fixed: int
-    tool_names: frozenset[str] = frozenset()
-
-    @classmethod
-    def of(cls, found: _RequestText) -> PartText:
-        return cls("\n".join(found.texts) if found.texts else None, found.fixed, frozenset(found.tool_names))
+    named: frozenset[str]
 
 
-@attrs.frozen
-class ToolText:
-    """One tool definition's part of the count, and whether it counts only once loaded (C{defer_loading})."""
-
-    name: object
-    deferred: bool
-    part: PartText
+_NOTHING_TALLIED = _Tally(NO_TEXT, 0, frozenset())
+# How many conversations' tallies are remembered (L{ccproxy.prefixes}; a tally is three numbers and a small set,
+# a line a weak reference per message).
+_TALLY_LINES = 32
 
 
-def message_text(message: object) -> PartText:
-    """What one entry of C{messages} adds to the count (nothing, if it is not an object)."""
-    if not isinstance(message, dict):
-        return PartText(None, 0)
-    found = _RequestText(fixed=_MESSAGE_TOKENS)
-    found.add_content(message.get("content"))
-    return PartText.of(found)
+class _Estimator:
+    """The estimator's count of a request, resuming each conversation's tally of its messages where the
+    previous turn's stopped (L{ccproxy.prefixes}): the parts of a request's remembered messages are the same
+    objects each turn (L{ccproxy.parts}), so a turn sums the summaries of its new messages only."""
 
+    def __init__(self) -> None:
+        self._joined = JoinedEstimate()
+        self._tallies: PrefixMemo[_Tally] = PrefixMemo(lambda tally, before: 0, 0, _TALLY_LINES)
 
-def tool_text(tool: object) -> ToolText | None:
-    """What one entry of C{tools} adds to the count once it reaches the model (None if it is not an object)."""
-    if not isinstance(tool, dict):
-        return None
-    found = _RequestText(fixed=_TOOL_TOKENS)
-    name = tool.get("name")
-    found.add(name)
-    found.add(tool.get("description"))
-    if "input_schema" in tool:
-        found.add_json(tool["input_schema"])
-    return ToolText(name, bool(tool.get("defer_loading")), PartText.of(found))
+    def texts(self, texts: Iterable[str]) -> int:
+        return self._joined(texts)
 
+    def request(self, body: dict[str, Any], parts: BodyTexts | None) -> int:
+        """The count of C{body}; its tally resumed and remembered when its C{parts} come from the parts memo."""
+        remember = parts is not None  # the parts memo's: the same objects again next turn
+        if parts is None:
+            parts = BodyTexts.of(body)
+        summary_of = self._joined.summary
+        opening = system_text(body)
+        summary = NO_TEXT
+        for text in opening.texts:
+            summary = joined(summary, summary_of(text))
+        tally = self._tally(parts.messages, remember)
+        summary = joined(summary, tally.summary)
+        fixed = opening.fixed + tally.fixed
+        for part in counted_tools(parts.tools, tally.named):
+            fixed += part.fixed
+            if part.text is not None:
+                summary = joined(summary, summary_of(part.text))
+        return max(1, fixed + summary_tokens(summary))
 
-@attrs.frozen
-class BodyTexts:
-    """The counting parts of a body's C{messages} and C{tools}, one per entry (see L{ccproxy.parts})."""
-
-    messages: tuple[PartText, ...]
-    tools: tuple[ToolText | None, ...]
-
-    @classmethod
-    def of(cls, body: dict[str, Any]) -> BodyTexts:
-        messages = body.get("messages")
-        tools = body.get("tools")
-        return cls(
-            tuple(message_text(m) for m in messages) if isinstance(messages, list) else (),
-            tuple(tool_text(t) for t in tools) if isinstance(tools, list) else (),
-        )
-
-
-def _collect(body: dict[str, Any], parts: BodyTexts) -> _RequestText:
-    """Gather the texts and fixed token costs of a Messages request body."""
-    found = _RequestText(fixed=_REPLY_TOKENS)
-    system = body.get("system")
-    if isinstance(system, str) and system:
-        found.fixed += _MESSAGE_TOKENS
-        found.add(system)
-    elif isinstance(system, list) and system:
-        found.fixed += _MESSAGE_TOKENS
-        for block in system:
-            # The attribution block is dropped before the request goes upstream (PROTOCOL.md H.1).
-            if isinstance(block, dict) and not str(block.get("text", "")).startswith(_BILLING_PREFIX):
-                found.add(block.get("text"))
-    for message in parts.messages:
-        found.fixed += message.fixed
-        if message.text is not None:
-            found.texts.append(message.text)
-        found.tool_names.update(message.tool_names)
-    for tool in parts.tools:
-        # Deferred tools reach the model only once a tool_reference or a call names them (PROTOCOL.md H.3).
-        if tool is None or (tool.deferred and tool.name not in found.tool_names):
-            continue
-        found.fixed += tool.part.fixed
-        if tool.part.text is not None:
-            found.texts.append(tool.part.text)
-    return found
+    def _tally(self, messages: tuple[PartText, ...], remember: bool) -> _Tally:
+        """The tally of C{messages}; those of their last L{KEEP} starts remembered when C{remember} (the parts
+        are the parts memo's, which keeps them alive and hands out the same ones again)."""
+        resumed = self._tallies.resume(messages) if remember else None
+        start, tally = (resumed.length, resumed.state) if resumed is not None else (0, _NOTHING_TALLIED)
+        summary, fixed, named = tally.summary, tally.fixed, tally.named
+        summary_of = self._joined.summary
+        states: dict[int, _Tally] = {}
+        keep_from = len(messages) - KEEP if remember else len(messages)
+        for index in range(start, len(messages)):
+            part = messages[index]
+            fixed += part.fixed
+            if part.text is not None:
+                summary = joined(summary, summary_of(part.text))
+            if part.tool_names and not part.tool_names <= named:
+                named = named | part.tool_names
+            if index >= keep_from:
+                states[index + 1] = _Tally(summary, fixed, named)
+        if remember:
+            self._tallies.remember(messages, states, resumed)
+        return states[len(messages)] if states else _Tally(summary, fixed, named)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -277,13 +158,13 @@ class TokenCounter:
 
     _text_counter: Callable[[str], int] = estimate_text_tokens
     exact: bool = False
-    # The estimator remembers what it has counted (see JoinedEstimate); other counters count every time.
-    _joined: JoinedEstimate | None = attrs.field(
+    # The estimator remembers what it has counted (see _Estimator); other counters count every time.
+    _estimator: _Estimator | None = attrs.field(
         init=False,
         eq=False,
         repr=False,
         default=attrs.Factory(
-            lambda self: JoinedEstimate() if self._text_counter is estimate_text_tokens else None, takes_self=True
+            lambda self: _Estimator() if self._text_counter is estimate_text_tokens else None, takes_self=True
         ),
     )
 
@@ -307,8 +188,8 @@ class TokenCounter:
 
     def count_texts(self, texts: Iterable[str]) -> int:
         """Count several strings as one newline-separated text (one tokenizer call)."""
-        if self._joined is not None:
-            return self._joined(texts)
+        if self._estimator is not None:
+            return self._estimator.texts(texts)
         return self.count_text("\n".join(texts))
 
     def count_request(self, body: dict[str, Any], parts: BodyTexts | None = None) -> int:
@@ -319,8 +200,11 @@ class TokenCounter:
         chat-format framing an OpenAI-compatible upstream adds. Malformed parts are skipped, never raised on.
 
         @param parts: the body's messages and tools already gathered (remembered across requests by
-            L{ccproxy.parts}); gathered here when not given.
+            L{ccproxy.parts}, and then counted from where the conversation's previous turn stopped);
+            gathered here when not given.
         @return: at least 1, so Claude Code never sees an empty context.
         """
-        found = _collect(body, BodyTexts.of(body) if parts is None else parts)
+        if self._estimator is not None:
+            return self._estimator.request(body, parts)
+        found = collect(body, BodyTexts.of(body) if parts is None else parts)
         return max(1, found.fixed + self.count_texts(found.texts))

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.requests import claude_code_request
-from ccproxy import jsonio, tokens
+from ccproxy import jsonio, token_parts
 from ccproxy.anthropic import RequestError, Tool
 from ccproxy.convert.request import _chat_tool, convert_request
 from ccproxy.openai import ChatTool, to_dict, wire_payload
@@ -291,22 +291,22 @@ _TOOLS = st.lists(
 
 def _flat_count(counter: TokenCounter, body: dict[str, Any]) -> int:
     """The count as it was before parts: every text of the request in one flat list."""
-    found = tokens._RequestText(fixed=tokens._REPLY_TOKENS)
+    found = token_parts.RequestText(fixed=token_parts.REPLY_TOKENS)
     system = body.get("system")
     if system:
-        found.fixed += tokens._MESSAGE_TOKENS
+        found.fixed += token_parts.MESSAGE_TOKENS
         if isinstance(system, str):
             found.add(system)
         for block in system if isinstance(system, list) else []:
-            if not block.get("text", "").startswith(tokens._BILLING_PREFIX):
+            if not block.get("text", "").startswith(token_parts.BILLING_PREFIX):
                 found.add(block.get("text"))
     for message in body["messages"]:
-        found.fixed += tokens._MESSAGE_TOKENS
+        found.fixed += token_parts.MESSAGE_TOKENS
         found.add_content(message.get("content"))
     for tool in body.get("tools", []):
         if tool.get("defer_loading") and tool.get("name") not in found.tool_names:
             continue
-        found.fixed += tokens._TOOL_TOKENS
+        found.fixed += token_parts.TOOL_TOKENS
         found.add(tool.get("name"))
         found.add(tool.get("description"))
         if "input_schema" in tool:

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ccproxy import estimator, media, tokens
+from ccproxy import estimator, media, token_parts, tokens
 from ccproxy.tokens import TokenCounter, estimate_text_tokens
 
 CORPUS = sorted((Path(__file__).parent / "fixtures" / "tokens").glob("*.json"))
@@ -226,7 +226,7 @@ def test_text_counted_with_framing() -> None:
     """A message's text is counted, plus the reply priming and per-message framing."""
     counter = counting_chars()
     body = {"messages": [{"role": "user", "content": "hello"}]}
-    assert counter.count_request(body) == tokens._REPLY_TOKENS + tokens._MESSAGE_TOKENS + len("hello")
+    assert counter.count_request(body) == token_parts.REPLY_TOKENS + token_parts.MESSAGE_TOKENS + len("hello")
 
 
 def test_system_string_and_blocks_agree() -> None:
@@ -249,7 +249,7 @@ def test_tool_use_counts_name_and_compact_json() -> None:
     body = {"messages": [{"role": "assistant", "content": [
         {"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": tool_input}]}]}
     arguments = json.dumps(tool_input, separators=(",", ":"))
-    expected = tokens._REPLY_TOKENS + tokens._MESSAGE_TOKENS + tokens._TOOL_CALL_TOKENS + len("Bash\n" + arguments)
+    expected = token_parts.REPLY_TOKENS + token_parts.MESSAGE_TOKENS + token_parts.TOOL_CALL_TOKENS + len("Bash\n" + arguments)
     assert counter.count_request(body) == expected
 
 
@@ -268,7 +268,7 @@ def test_tool_result_thinking_and_documents_count_their_text() -> None:
     ]
     for block, text in cases:
         count = counter.count_request({"messages": [user({"type": "text", "text": "x"}, block)]})
-        framing = tokens._MESSAGE_TOKENS if block["type"] == "tool_result" else 0
+        framing = token_parts.MESSAGE_TOKENS if block["type"] == "tool_result" else 0
         assert count == base + framing + len("\n" + text), block
 
 
@@ -303,7 +303,7 @@ def test_tools_count_name_description_and_schema() -> None:
     with_tool = counter.count_request({"messages": message, "tools": [
         {"name": "Search", "description": "Find things", "input_schema": schema}]})
     schema_json = json.dumps(schema, separators=(",", ":"))
-    assert with_tool - without == tokens._TOOL_TOKENS + len("\nSearch\nFind things\n" + schema_json)
+    assert with_tool - without == token_parts.TOOL_TOKENS + len("\nSearch\nFind things\n" + schema_json)
 
 
 def test_server_blocks_cost_a_little() -> None:
@@ -312,7 +312,7 @@ def test_server_blocks_cost_a_little() -> None:
     block = {"type": "web_search_tool_result", "tool_use_id": "s", "content": [
         {"type": "web_search_result", "encrypted_content": "E" * 10_000}]}
     body = {"messages": [{"role": "assistant", "content": [block]}]}
-    assert counter.count_request(body) == tokens._REPLY_TOKENS + tokens._MESSAGE_TOKENS + tokens._OPAQUE_BLOCK_TOKENS
+    assert counter.count_request(body) == token_parts.REPLY_TOKENS + token_parts.MESSAGE_TOKENS + token_parts.OPAQUE_BLOCK_TOKENS
 
 
 def test_never_zero() -> None:
@@ -385,7 +385,7 @@ def test_image_in_request_adds_fixed_tokens() -> None:
     plain = counter.count_request({"messages": [user({"type": "text", "text": "x"})]})
     assert counter.count_request({"messages": [user({"type": "text", "text": "x"}, image)]}) == plain + 1334
     nested = user({"type": "text", "text": "x"}, {"type": "tool_result", "tool_use_id": "t", "content": [image]})
-    assert counter.count_request({"messages": [nested]}) == plain + tokens._MESSAGE_TOKENS + 1334
+    assert counter.count_request({"messages": [nested]}) == plain + token_parts.MESSAGE_TOKENS + 1334
 
 
 def test_pdf_pages() -> None:

@@ -348,7 +348,7 @@ def walk_messages(
         messages start this conversation (L{ccproxy.convert.walks}), and leaves its own there.
     """
     walk = _Walk(profile, model, ids, cache=profile.cache_control(model))
-    resumed = walks.resume(messages, profile, model) if walks is not None else None
+    resumed = walks.resume(messages, model, profile) if walks is not None else None
     if resumed is not None:
         walk.restore(resumed.state)
     states: dict[int, WalkState] = {}
@@ -357,7 +357,7 @@ def walk_messages(
         if walks is not None and index >= len(messages) - KEEP:
             states[index + 1] = walk.state()
     if walks is not None:
-        walks.remember(messages, profile, model, states, resumed)
+        walks.remember(messages, states, resumed, model, profile)
     walk.close_tool_turn()
     if walk.pending_system:
         walk.emit_user([])

@@ -89,10 +89,10 @@ def test_each_turn_converts_as_a_fresh_walk_and_walks_only_its_new_messages(prof
     for end in range(1, len(conversation) + 1, 2):
         body = _request(_as_sent(conversation[:end]))
         messages = converter.messages(body)
-        resumed = converter.walks.resume(messages, PROFILES[profile], MODEL)
+        resumed = converter.walks.resume(messages, MODEL, PROFILES[profile])
         assert (resumed.length if resumed else 0) == max(0, end - 3)
         assert_same(converter.convert(body, PROFILES[profile]), _fresh(body, PROFILES[profile]))
-        again = converter.walks.resume(converter.messages(body), PROFILES[profile], MODEL)
+        again = converter.walks.resume(converter.messages(body), MODEL, PROFILES[profile])
         assert again is not None and again.length == end  # a retry resumes after its last message
     # Each turn's line replaced the one it resumed from; the first turn's line was not resumed
     # (its only message came back unmarked) and waits for its turn to leave.
@@ -151,9 +151,9 @@ def test_another_profile_or_model_does_not_resume() -> None:
     body = _request(_turns(2))
     converter.convert(body, PROFILES["openrouter"])
     messages = converter.messages(body)
-    assert converter.walks.resume(messages, PROFILES["openrouter"], MODEL) is not None
-    assert converter.walks.resume(messages, PROFILES["mistral"], MODEL) is None
-    assert converter.walks.resume(messages, PROFILES["openrouter"], "other/model") is None
+    assert converter.walks.resume(messages, MODEL, PROFILES["openrouter"]) is not None
+    assert converter.walks.resume(messages, MODEL, PROFILES["mistral"]) is None
+    assert converter.walks.resume(messages, "other/model", PROFILES["openrouter"]) is None
 
 
 def test_only_the_last_lookback_positions_are_tried() -> None:
@@ -164,10 +164,10 @@ def test_only_the_last_lookback_positions_are_tried() -> None:
     converter.convert(_request(conversation[:LOOKBACK]), profile)  # resumes: LOOKBACK - 1 new messages
     converter.convert(_request(conversation[:1]), profile)
     longer = converter.messages(_request(conversation[: 2 + LOOKBACK]))
-    resumed = converter.walks.resume(longer, profile, MODEL)
+    resumed = converter.walks.resume(longer, MODEL, profile)
     assert resumed is not None and resumed.length == LOOKBACK  # not the first message's state
     longest = converter.messages(_request(conversation[: 1 + LOOKBACK + LOOKBACK]))
-    assert converter.walks.resume(longest, profile, MODEL) is None
+    assert converter.walks.resume(longest, MODEL, profile) is None
 
 
 def _state(text: str) -> WalkState:
@@ -182,10 +182,10 @@ def test_a_state_whose_messages_are_gone_is_not_resumed_and_is_forgotten() -> No
     walks = WalkMemo()
     profile = PROFILES["openrouter"]
     messages = _messages(3)
-    walks.remember(messages, profile, MODEL, {3: _state("x")}, None)
+    walks.remember(messages, {3: _state("x")}, None, MODEL, profile)
     del messages[0]  # gone: its id may be reused by any new object
     gc.collect()
-    resumed = walks.resume([Message("user", "other"), *messages], profile, MODEL)  # same length, same last
+    resumed = walks.resume([Message("user", "other"), *messages], MODEL, profile)  # same length, same last
     assert resumed is None
     assert len(walks) == 0
 
@@ -195,16 +195,16 @@ def test_the_memo_is_bounded_by_weight_and_count() -> None:
     walks = WalkMemo(max_weight=1_000, max_lines=3)
     kept = [_messages(1) for _ in range(4)]
     for messages in kept:
-        walks.remember(messages, profile, MODEL, {1: _state("y" * 100)}, None)
+        walks.remember(messages, {1: _state("y" * 100)}, None, MODEL, profile)
     assert len(walks) == 3  # the oldest went first
-    assert walks.resume(kept[0], profile, MODEL) is None
-    assert walks.resume(kept[3], profile, MODEL) is not None
+    assert walks.resume(kept[0], MODEL, profile) is None
+    assert walks.resume(kept[3], MODEL, profile) is not None
     heavy = _messages(1)
-    walks.remember(heavy, profile, MODEL, {1: _state("z" * 2_000)}, None)  # heavier than the bound
-    assert walks.resume(heavy, profile, MODEL) is None
+    walks.remember(heavy, {1: _state("z" * 2_000)}, None, MODEL, profile)  # heavier than the bound
+    assert walks.resume(heavy, MODEL, profile) is None
     assert len(walks) == 3
-    walks.remember(heavy, profile, MODEL, {1: _state("z" * 400)}, None)  # fits, once the others left
-    assert walks.resume(heavy, profile, MODEL) is not None
+    walks.remember(heavy, {1: _state("z" * 400)}, None, MODEL, profile)  # fits, once the others left
+    assert walks.resume(heavy, MODEL, profile) is not None
     assert len(walks) == 1
 
 
@@ -213,11 +213,11 @@ def test_the_weight_counts_texts_images_files_calls_and_reasoning() -> None:
     image = ChatMessage("user", [TextPart("t" * 10), ImagePart({"url": "data:image/png;base64," + "A" * 5_000})])
     walks = WalkMemo(max_weight=10_000)
     messages = _messages(1)
-    walks.remember(messages, profile, MODEL, {1: WalkState((image,), (), (), (), (), frozenset())}, None)
-    assert walks.resume(messages, profile, MODEL) is None  # the image alone is over 10,000 (as text and JSON)
+    walks.remember(messages, {1: WalkState((image,), (), (), (), (), frozenset())}, None, MODEL, profile)
+    assert walks.resume(messages, MODEL, profile) is None  # the image alone is over 10,000 (as text and JSON)
     reasoning = ChatMessage("assistant", "a", reasoning="r" * 5_000)
-    walks.remember(messages, profile, MODEL, {1: WalkState((reasoning,), (), (), (), (), frozenset())}, None)
-    assert walks.resume(messages, profile, MODEL) is None
+    walks.remember(messages, {1: WalkState((reasoning,), (), (), (), (), frozenset())}, None, MODEL, profile)
+    assert walks.resume(messages, MODEL, profile) is None
 
 
 def test_the_weight_of_a_resumed_walk_is_that_of_everything_it_emitted() -> None:

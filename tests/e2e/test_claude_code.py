@@ -193,23 +193,25 @@ async def test_claude_code_through_an_upstream_with_openai_reasoning_rules(harne
 
 
 @pytest_twisted.ensureDeferred
-async def test_claude_code_turns_resume_the_previous_walk(
+async def test_claude_code_turns_resume_where_the_previous_turn_stopped(
     harness: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each turn of a tool loop decodes and converts only its new messages: its body resends the
-    previous body's bytes (ccproxy.layouts), and the walk resumes where the previous turn's
-    stopped (ccproxy.convert.walks), whatever Claude Code changes in what it resends (such as the
-    prompt cache mark it moves to the new last message)."""
+    """Each turn of a tool loop decodes, counts and converts only its new messages: its body resends
+    the previous body's bytes (ccproxy.layouts), and the token count and the walk resume where the
+    previous turn's stopped (ccproxy.prefixes), whatever Claude Code changes in what it resends
+    (such as the prompt cache mark it moves to the new last message)."""
     from ccproxy.convert.walks import WalkMemo
     from ccproxy.layouts import Layouts
+    from ccproxy.prefixes import PrefixMemo
 
     resumed: list[tuple[int, int]] = []  # (messages in the request, messages resumed over)
+    tallied: list[tuple[int, int]] = []  # the same, for the token count
     matched: list[int | None] = []  # messages of the resent body it shares, None if it is decoded whole
-    resume, match = WalkMemo.resume, Layouts.match
+    resume, match = PrefixMemo.resume, Layouts.match
 
-    def spy_resume(self: WalkMemo, messages: Any, profile: Any, model: str) -> Any:
-        found = resume(self, messages, profile, model)
-        resumed.append((len(messages), found.length if found is not None else 0))
+    def spy_resume(self: PrefixMemo[Any], items: Any, tag: Any = None, owner: Any = None) -> Any:
+        found = resume(self, items, tag, owner)
+        (resumed if isinstance(self, WalkMemo) else tallied).append((len(items), found.length if found else 0))
         return found
 
     def spy_match(self: Any, raw: bytes) -> Any:
@@ -217,7 +219,7 @@ async def test_claude_code_turns_resume_the_previous_walk(
         matched.append(found.known if found is not None else None)
         return found
 
-    monkeypatch.setattr(WalkMemo, "resume", spy_resume)
+    monkeypatch.setattr(PrefixMemo, "resume", spy_resume)
     monkeypatch.setattr(Layouts, "match", spy_match)
 
     def script(body: Any) -> Reply:
@@ -231,8 +233,9 @@ async def test_claude_code_turns_resume_the_previous_walk(
     run = await deferToThread(run_claude, url, "Run the three steps one by one.", str(tmp_path), timeout=120)
     assert run.result is not None and run.result["is_error"] is False, (run.stdout, run.stderr)
     assert run.result["result"] == "All three steps ran."
-    loop = [entry for entry in resumed if entry[0] >= 3]  # the tool loop's turns (side requests are shorter)
-    assert len(loop) >= 3, resumed
-    assert all(after >= count - 3 for count, after in loop), resumed
+    for found in (resumed, tallied):
+        loop = [entry for entry in found if entry[0] >= 3]  # the tool loop's turns (side requests are shorter)
+        assert len(loop) >= 3, found
+        assert all(after >= count - 3 for count, after in loop), found
     # Claude Code writes its bodies as orjson does, so every turn after the first is split by its bytes.
     assert matched[0] is None and all(known is not None for known in matched[-3:]), matched
