@@ -28,6 +28,8 @@ class Reply:
     @ivar body: a JSON body to send instead of SSE (errors, non-streaming answers).
     @ivar interval: seconds between chunks (0 = all at once).
     @ivar hang: never answer (or stop after the chunks without finishing).
+    @ivar cut: close the connection 50 ms after the chunks were sent, mid-body (a provider that
+        fails mid-stream).
     """
 
     status: int = 200
@@ -38,6 +40,7 @@ class Reply:
     interval: float = 0.0
     hang: bool = False
     flood: bool = False
+    cut: bool = False
 
 
 @define
@@ -100,7 +103,7 @@ class FakeOpenAI(Resource):
             self.flood.resumeProducing()
             return NOT_DONE_YET
         frames = [c if isinstance(c, bytes) else b"data: " + json.dumps(c).encode() + b"\n\n" for c in reply.chunks]
-        if reply.done:
+        if reply.done and not reply.cut:
             frames.append(b"data: [DONE]\n\n")
         self._send(request, frames, reply)
         return NOT_DONE_YET
@@ -114,7 +117,9 @@ class FakeOpenAI(Resource):
             return
         for frame in frames:
             request.write(frame)
-        if not reply.hang:
+        if reply.cut:
+            reactor.callLater(0.05, request.transport.loseConnection)  # type: ignore[attr-defined,union-attr]
+        elif not reply.hang:
             request.finish()
 
     def _gone(self, result: Any, request: Request) -> None:
