@@ -108,7 +108,7 @@ def _walk_deeper_than(value: Any, limit: int) -> bool:
         if not below:
             return False
         level = below
-    return True
+    return bool(level)  # containers below C{limit} levels (at limit 0: whether C{value} is one)
 
 
 def _wrapped(value: Any, levels: int) -> Any:

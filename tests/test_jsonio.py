@@ -81,6 +81,14 @@ def test_deeper_than_answers_alike_with_the_json_at_hand(value: object, limit: i
     assert jsonio.deeper_than(value, limit, jsonio.dumps(value)) == jsonio.deeper_than(value, limit)
 
 
+@pytest.mark.parametrize("value", [-(2**63) - 1, "\ud800", 0, "x"])
+def test_a_scalar_is_not_deeper_than_zero_levels(value: object) -> None:
+    """Also when orjson will not encode it (an integer beyond 64 bits, a lone surrogate) and the
+    walk in Python decides."""
+    assert not jsonio.deeper_than(value, 0)
+    assert jsonio.deeper_than([value], 0) and not jsonio.deeper_than([value], 1)
+
+
 def test_deeper_than_with_the_json_at_hand_at_the_limit() -> None:
     value: object = "x"
     for _ in range(5):
