@@ -3,16 +3,16 @@
 The token estimator: o200k_base token counts without a tokenizer, in C-speed passes over bytes.
 
 A linear model over character classes and class-run starts, with weights fitted against o200k_base (within 7% of it
-per request on the test corpus), about 0.3 ms per 45 KB of text. L{JoinedEstimate} makes a request whose texts were
-seen before (Claude Code resends its whole conversation every turn) cost little more than hashing them.
+per request on the test corpus), about 0.3 ms per 45 KB of text. A text's estimate is kept as a L{Summary} that
+joins with others (L{joined}), so a request whose texts were seen before (Claude Code resends its whole
+conversation every turn) costs little more than hashing them (L{Summaries}).
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
 
-__all__ = ["estimate_text_tokens", "JoinedEstimate", "Summary", "NO_TEXT", "joined", "summary_tokens"]
+__all__ = ["estimate_text_tokens", "Summaries", "Summary", "NO_TEXT", "joined", "summary_tokens"]
 
 #
 # Every code point gets a class id (1-14) from its UTF-8 lead byte, so one bytes.translate classifies the whole text
@@ -194,24 +194,22 @@ def summary_tokens(summary: Summary) -> int:
     return _tokens(weight - _pair_weight(_SEPARATOR, first) + _pair_weight(0, first))
 
 
-class JoinedEstimate:
+class Summaries:
     """
-    L{estimate_text_tokens} of C{"\\n".join(texts)}, exactly, remembering each text's share.
+    The L{Summary} of each text, remembered.
 
     Claude Code sends the whole conversation every turn: the same system prompt, tool descriptions and history,
-    plus a little more. The estimate is a sum over characters in which a character's weight depends only on the
-    class of the one before it, so each text's sum can be kept (computed as if a newline came before it: its
-    L{Summary}) and stitched together: a correction for the first character where something else came before,
-    and the newline separators themselves. Texts are remembered by hash and length (a collision would only
-    misjudge an estimate); the memo is emptied when it holds C{limit} texts.
+    plus a little more, so most texts of a request were summarized before and cost little more than hashing.
+    Texts are remembered by hash and length (a collision would only misjudge an estimate); the memo is emptied
+    when it holds C{limit} texts.
     """
 
     def __init__(self, limit: int = 16384) -> None:
         self._limit = limit
         self._memo: dict[tuple[int, int], Summary] = {}
 
-    def summary(self, text: str) -> Summary:
-        """The summary of one non-empty text, remembered."""
+    def __call__(self, text: str) -> Summary:
+        """The summary of one non-empty text."""
         key = (hash(text), len(text))
         found = self._memo.get(key)
         if found is None:
@@ -219,23 +217,3 @@ class JoinedEstimate:
                 self._memo.clear()
             found = self._memo[key] = _weights(text, _SEPARATOR)
         return found
-
-    def __call__(self, texts: Iterable[str]) -> int:
-        weights = _WEIGHTS  # _pair_weight, inlined: this runs for every text of a request
-        total = 0
-        previous = 0  # class of the character before the next one; 0 before the start
-        empty = True
-        for index, text in enumerate(texts):
-            if index:
-                total += weights[(previous ^ _SEPARATOR) << 4 | _SEPARATOR]
-                previous = _SEPARATOR
-                empty = False
-            if not text:
-                continue
-            weight, first, last = self.summary(text)
-            if previous != _SEPARATOR:  # the first text: nothing came before it
-                weight += weights[(previous ^ first) << 4 | first] - weights[(_SEPARATOR ^ first) << 4 | first]
-            total += weight
-            previous = last
-            empty = False
-        return 0 if empty else _tokens(total)

@@ -24,7 +24,7 @@ from typing import Any
 
 import attrs
 
-from ccproxy.estimator import NO_TEXT, JoinedEstimate, Summary, estimate_text_tokens, joined, summary_tokens
+from ccproxy.estimator import NO_TEXT, Summaries, Summary, estimate_text_tokens, joined, summary_tokens
 from ccproxy.prefixes import KEEP, PrefixMemo
 from ccproxy.token_parts import BodyTexts, PartText, collect, counted_tools, system_text
 
@@ -91,18 +91,15 @@ class _Estimator:
     objects each turn (L{ccproxy.parts}), so a turn sums the summaries of its new messages only."""
 
     def __init__(self) -> None:
-        self._joined = JoinedEstimate()
+        self._summaries = Summaries()
         self._tallies: PrefixMemo[_Tally] = PrefixMemo(lambda tally, before: 0, 0, _TALLY_LINES)
-
-    def texts(self, texts: Iterable[str]) -> int:
-        return self._joined(texts)
 
     def request(self, body: dict[str, Any], parts: BodyTexts | None) -> int:
         """The count of C{body}; its tally resumed and remembered when its C{parts} come from the parts memo."""
         remember = parts is not None  # the parts memo's: the same objects again next turn
         if parts is None:
             parts = BodyTexts.of(body)
-        summary_of = self._joined.summary
+        summary_of = self._summaries
         opening = system_text(body)
         summary = NO_TEXT
         for text in opening.texts:
@@ -122,7 +119,7 @@ class _Estimator:
         resumed = self._tallies.resume(messages) if remember else None
         start, tally = (resumed.length, resumed.state) if resumed is not None else (0, _NOTHING_TALLIED)
         summary, fixed, named = tally.summary, tally.fixed, tally.named
-        summary_of = self._joined.summary
+        summary_of = self._summaries
         states: dict[int, _Tally] = {}
         keep_from = len(messages) - KEEP if remember else len(messages)
         for index in range(start, len(messages)):
@@ -188,8 +185,6 @@ class TokenCounter:
 
     def count_texts(self, texts: Iterable[str]) -> int:
         """Count several strings as one newline-separated text (one tokenizer call)."""
-        if self._estimator is not None:
-            return self._estimator.texts(texts)
         return self.count_text("\n".join(texts))
 
     def count_request(self, body: dict[str, Any], parts: BodyTexts | None = None) -> int:
