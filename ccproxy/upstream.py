@@ -37,6 +37,7 @@ __all__ = ["Upstream", "CACHED_CONNECTION_SECONDS", "BytesBody"]
 
 CACHED_CONNECTION_SECONDS = 50
 MAX_IDLE_PER_HOST = 64  # idle connections kept per upstream; above the usual concurrency
+READ_SIZE = 16384  # bytes an upstream socket gives per reactor turn (see L{SmallReads})
 
 
 @implementer(IBodyProducer)
@@ -90,6 +91,41 @@ class QuietEndpoint:
         return repr(self.endpoint)
 
 
+@implementer(IStreamClientEndpoint)
+class SmallReads:
+    """A TCP endpoint whose connections read at most C{size} bytes per reactor turn.
+
+    Twisted reads up to 64 KB from a socket at once, and its HTTP client hands every
+    chunk of that read to the relay before the reactor can send the client anything. In
+    a burst (a provider flushing what it held back, a fast local model, a stalled network
+    catching up) 64 KB is some 300 to 500 SSE chunks: the client's first event waited
+    until all of them were parsed. With 8 KB reads the relay converts about one reactor
+    turn's share of events (L{ccproxy.web.streaming.EVENTS_PER_TURN}) per read, and the
+    client gets them while the next read waits. A paced stream, one chunk per read, is
+    unchanged; a burst costs one C{recv} per 8 KB instead of per 64 KB.
+
+    The limit is the TCP transport's C{bufferSize}, which C{Connection.doRead} passes to
+    C{recv}; set on the connection at the TCP level, so under TLS it bounds the
+    ciphertext read per turn. (The transport also uses it as the write buffer size above
+    which a registered producer is paused: the request body is written at once, and its
+    producer has nothing to pause.)
+    """
+
+    def __init__(self, endpoint: IStreamClientEndpoint, size: int = READ_SIZE) -> None:
+        self.endpoint = endpoint
+        self.size = size
+
+    def connect(self, protocolFactory: Any) -> Deferred[Any]:  # noqa: N803 (the interface's name)
+        return self.endpoint.connect(protocolFactory).addCallback(self._limit)
+
+    def _limit(self, protocol: Any) -> Any:
+        protocol.transport.bufferSize = self.size
+        return protocol
+
+    def __repr__(self) -> str:
+        return repr(self.endpoint)
+
+
 @implementer(IAgentEndpointFactory)
 class ReusedEndpoints:
     """One client endpoint per upstream origin, built on first use and kept.
@@ -115,19 +151,22 @@ class ReusedEndpoints:
         if found is None:
             if uri.scheme not in (b"http", b"https"):
                 raise SchemeNotSupported(f"unsupported scheme: {uri.scheme!r}")
-            endpoint = self._tcp(uri.host.decode("ascii"), uri.port)
+            endpoint: IStreamClientEndpoint = self._tcp(uri.host.decode("ascii"), uri.port)
             if uri.scheme == b"https":
                 endpoint = wrapClientTLS(self._tls_policy.creatorForNetloc(uri.host, uri.port), endpoint)
             found = self._endpoints[key] = QuietEndpoint(endpoint)
         return found
 
-    def _tcp(self, host: str, port: int) -> IStreamClientEndpoint:
+    def _tcp(self, host: str, port: int) -> SmallReads:
         timeout = self._connect_timeout
+        endpoint: IStreamClientEndpoint
         if isIPAddress(host):
-            return TCP4ClientEndpoint(self._reactor, host, port, timeout=timeout)
-        if isIPv6Address(host):
-            return TCP6ClientEndpoint(self._reactor, host, port, timeout=timeout)
-        return HostnameEndpoint(self._reactor, host, port, timeout=timeout)
+            endpoint = TCP4ClientEndpoint(self._reactor, host, port, timeout=timeout)
+        elif isIPv6Address(host):
+            endpoint = TCP6ClientEndpoint(self._reactor, host, port, timeout=timeout)
+        else:
+            endpoint = HostnameEndpoint(self._reactor, host, port, timeout=timeout)
+        return SmallReads(endpoint)
 
 
 def request_target(url: str) -> bytes:

@@ -13,6 +13,7 @@ from twisted.logger import globalLogPublisher
 from ccproxy.config import Settings
 from ccproxy.service import build_site
 from tests.fake_upstream import FakeOpenAI, Script, start_fake_upstream
+from tests.tls import Authority
 
 
 @pytest.fixture(scope="session")
@@ -33,13 +34,20 @@ class Harness:
         self.upstream: FakeOpenAI | None = None
         self.url = ""
 
-    def start(self, script: Script, **settings: Any) -> str:
-        """Start both; return the proxy's base URL."""
-        self.upstream, upstream_port = start_fake_upstream(script)
+    def start(self, script: Script, tls: Authority | None = None, **settings: Any) -> str:
+        """Start both; return the proxy's base URL.
+
+        @param tls: serve the upstream over https with this CA's certificate.
+        """
+        self.upstream, upstream_port = start_fake_upstream(script, tls)
         self._ports.append(upstream_port)
-        base = f"http://127.0.0.1:{upstream_port.getHost().port}/v1"
+        scheme = "http" if tls is None else "https"
+        return self.start_proxy(f"{scheme}://127.0.0.1:{upstream_port.getHost().port}/v1", **settings)
+
+    def start_proxy(self, upstream_url: str, **settings: Any) -> str:
+        """Start a ccproxy Site in front of C{upstream_url}; return its base URL."""
         values: dict[str, Any] = {
-            "openai_base_url": base,
+            "openai_base_url": upstream_url,
             "openai_api_key": "sk-upstream-secret",
             "retry_backoff": 0.01,
         }

@@ -18,6 +18,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import implementer
 
+from tests.tls import Authority
+
 
 @define
 class Reply:
@@ -164,12 +166,16 @@ class Flood:
         reactor.callLater(0, self._pump)  # type: ignore[attr-defined]
 
 
-def start_fake_upstream(script: Script) -> tuple[FakeOpenAI, Any]:
-    """Listen on 127.0.0.1:<free port>; return the resource and the listening port."""
+def start_fake_upstream(script: Script, tls: Authority | None = None) -> tuple[FakeOpenAI, Any]:
+    """Listen on 127.0.0.1:<free port>, behind TLS with C{tls}'s server certificate if
+    given; return the resource and the listening port."""
     resource = FakeOpenAI(script)
     site = Site(resource)
     site.log = lambda request: None  # type: ignore[method-assign]
-    port = reactor.listenTCP(0, site, interface="127.0.0.1")  # type: ignore[attr-defined]
+    if tls is not None:
+        port = reactor.listenSSL(0, site, tls, interface="127.0.0.1")  # type: ignore[attr-defined]
+    else:
+        port = reactor.listenTCP(0, site, interface="127.0.0.1")  # type: ignore[attr-defined]
     return resource, port
 
 

@@ -10,7 +10,7 @@ from twisted.web.client import URI
 from twisted.web.error import SchemeNotSupported
 
 from ccproxy.config import Settings
-from ccproxy.upstream import BytesBody, QuietEndpoint, ReusedEndpoints, Upstream, request_target
+from ccproxy.upstream import READ_SIZE, BytesBody, QuietEndpoint, ReusedEndpoints, SmallReads, Upstream, request_target
 
 
 def test_request_target_encodes_idna_host_and_path() -> None:
@@ -51,15 +51,22 @@ def test_endpoints_are_built_once_per_origin() -> None:
         assert isinstance(quiet, QuietEndpoint)
         return quiet.endpoint
 
+    def tcp_for(url: bytes) -> object:
+        """The TCP endpoint of a plain http origin, under the read-size limit."""
+        small = endpoint_for(url)
+        assert isinstance(small, SmallReads) and small.size == READ_SIZE
+        return small.endpoint
+
     first = endpoints.endpointForURI(URI.fromBytes(b"http://127.0.0.1:8000/v1/chat/completions"))
     again = endpoints.endpointForURI(URI.fromBytes(b"http://127.0.0.1:8000/other"))
     other = endpoints.endpointForURI(URI.fromBytes(b"http://127.0.0.1:8001/v1/chat/completions"))
     assert first is again
     assert other is not first
-    assert isinstance(endpoint_for(b"http://127.0.0.1:8000/v1"), TCP4ClientEndpoint)  # an address: no name resolution
-    assert not isinstance(endpoint_for(b"https://127.0.0.1:8000/v1"), TCP4ClientEndpoint)  # wrapped in TLS
-    assert isinstance(endpoint_for(b"http://[::1]:8000/v1"), TCP6ClientEndpoint)
-    assert not isinstance(endpoint_for(b"https://api.example.com/v1"), HostnameEndpoint)  # a HostnameEndpoint in TLS
-    assert isinstance(endpoint_for(b"http://localhost:8000/v1"), HostnameEndpoint)
+    assert isinstance(tcp_for(b"http://127.0.0.1:8000/v1"), TCP4ClientEndpoint)  # an address: no name resolution
+    assert isinstance(tcp_for(b"http://[::1]:8000/v1"), TCP6ClientEndpoint)
+    assert isinstance(tcp_for(b"http://localhost:8000/v1"), HostnameEndpoint)
+    # https: TLS wraps the limited TCP endpoint (the read size over TLS is tested on a real socket)
+    assert not isinstance(endpoint_for(b"https://127.0.0.1:8000/v1"), SmallReads)
+    assert not isinstance(endpoint_for(b"https://api.example.com/v1"), SmallReads)
     with pytest.raises(SchemeNotSupported):
         endpoints.endpointForURI(URI.fromBytes(b"ftp://127.0.0.1/x"))

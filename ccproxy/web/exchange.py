@@ -20,15 +20,9 @@ import random
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ConnectError, ConnectionLost
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web._newclient import (
-    RequestNotSent,
-    RequestTransmissionFailed,
-    ResponseNeverReceived,
-)
 from twisted.web.iweb import IResponse
 from twisted.web.server import Request
 
@@ -54,13 +48,13 @@ from ccproxy.web.context import Context
 from ccproxy.web.errors import write_error
 from ccproxy.web.sinks import MessageSink, Sink, SSESink
 from ccproxy.web.streaming import Relay
+from ccproxy.web.unreached import unreached
 
 __all__ = ["MessageExchange", "RETRY_STATUSES"]
 
 _log = Logger()
 RETRY_STATUSES = frozenset({502, 503, 529})
 MAX_FIXES = 2
-_RETRY_FAILURES = (ConnectError, ConnectionLost, ResponseNeverReceived, RequestNotSent, RequestTransmissionFailed)
 
 
 class MessageExchange:
@@ -308,11 +302,12 @@ class MessageExchange:
         if self._timed_out:
             timeout = self._context.settings.upstream_timeout
             error = ApiError(504, "timeout_error", f"{self._provider}: no response within {timeout:g} s")
-        elif reason.check(*_RETRY_FAILURES) and self._may_retry():
-            self._retry(reason.getErrorMessage())
-            return
         else:
-            error = ApiError(502, "api_error", f"cannot reach upstream {self._provider}: {reason.getErrorMessage()}")
+            failure = unreached(reason)
+            if failure.transient and self._may_retry():
+                self._retry(failure.message)
+                return
+            error = ApiError(502, "api_error", f"cannot reach upstream {self._provider}: {failure.message}")
         self._fail(error)
 
     def _fail(self, error: ApiError) -> None:

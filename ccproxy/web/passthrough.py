@@ -29,6 +29,7 @@ from ccproxy.errors import ApiError
 from ccproxy.logs import RequestRecord, log_request
 from ccproxy.web.context import Context
 from ccproxy.web.errors import write_error
+from ccproxy.web.unreached import unreached
 
 __all__ = ["Passthrough", "HOP_BY_HOP"]
 
@@ -120,7 +121,7 @@ class Passthrough(Resource):
 
         def failed(reason: Failure) -> None:
             if not request.finished and request.channel is not None:
-                message = f"cannot reach {target.split('/v1')[0]}: {reason.getErrorMessage()}"
+                message = f"cannot reach {target.split('/v1')[0]}: {unreached(reason).message}"
                 write_error(request, ApiError(502, "api_error", message), rid)
 
         def ended(result: Any) -> None:
