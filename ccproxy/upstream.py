@@ -99,10 +99,12 @@ class SmallReads:
     chunk of that read to the relay before the reactor can send the client anything. In
     a burst (a provider flushing what it held back, a fast local model, a stalled network
     catching up) 64 KB is some 300 to 500 SSE chunks: the client's first event waited
-    until all of them were parsed. With 8 KB reads the relay converts about one reactor
-    turn's share of events (L{ccproxy.web.streaming.EVENTS_PER_TURN}) per read, and the
-    client gets them while the next read waits. A paced stream, one chunk per read, is
-    unchanged; a burst costs one C{recv} per 8 KB instead of per 64 KB.
+    until all of them were parsed. With 16 KB reads the client gets the first events a
+    quarter of the way in (500-chunk burst in C{bench/}: first event 5–6 → 3.2–3.6 ms),
+    while the relay still converts its usual share of events per reactor turn
+    (L{ccproxy.web.streaming.EVENTS_PER_TURN}). A paced stream, a chunk or two per read,
+    is unchanged. 8 KB reads were a little quicker to the first event but cost CPU
+    (about 1 ms more per 500-chunk burst: more reads, more pauses of the socket).
 
     The limit is the TCP transport's C{bufferSize}, which C{Connection.doRead} passes to
     C{recv}; set on the connection at the TCP level, so under TLS it bounds the
