@@ -13,6 +13,16 @@ from ccproxy.config import ConfigError, Settings, load_settings
 __all__ = ["Options", "makeService"]
 
 
+# The options that set a variable, validated as the variable is.
+_VARIABLES = {
+    "port": "PORT",
+    "host": "HOST",
+    "connect-timeout": "CONNECT_TIMEOUT",
+    "upstream-timeout": "UPSTREAM_TIMEOUT",
+    "ping-interval": "PING_INTERVAL",
+}
+
+
 class Options(usage.Options):
     """Command-line options; each overrides the matching environment variable."""
 
@@ -25,6 +35,9 @@ class Options(usage.Options):
         ["port", "p", None, "Port to listen on (PORT, default 8082)."],
         ["host", None, None, "Interface to listen on (HOST, default 127.0.0.1)."],
         ["env-file", None, None, "Extra configuration file, read before ./.env."],
+        ["connect-timeout", None, None, "Seconds to connect to the upstream, and for TLS (CONNECT_TIMEOUT, default 10)."],
+        ["upstream-timeout", None, None, "Longest upstream silence in seconds (UPSTREAM_TIMEOUT, default 600)."],
+        ["ping-interval", None, None, "Seconds of quiet before a ping to a client stream (PING_INTERVAL, default 15)."],
     ]
     optFlags = [
         ["debug", "d", "Log full requests and streams, keys redacted (LOG_MODE=debug)."],
@@ -34,11 +47,7 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:  # noqa: N802
         """Build the settings now, so a bad value stops start-up with one line."""
-        overrides = {}
-        if self["port"] is not None:
-            overrides["PORT"] = self["port"]
-        if self["host"] is not None:
-            overrides["HOST"] = self["host"]
+        overrides = {variable: self[option] for option, variable in _VARIABLES.items() if self[option] is not None}
         if self["insecure-no-auth"]:
             overrides["INSECURE_NO_AUTH"] = "true"
         if self["debug"]:  # with both flags, the more detailed mode wins

@@ -24,7 +24,9 @@ from hyperlink import EncodedURL
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IReactorTime, IStreamClientEndpoint
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.client import URI, Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
 from twisted.web.error import SchemeNotSupported
 from twisted.web.http_headers import Headers
@@ -33,8 +35,9 @@ from zope.interface import implementer
 
 from ccproxy.config import Settings
 
-__all__ = ["Upstream", "CACHED_CONNECTION_SECONDS", "BytesBody"]
+__all__ = ["Upstream", "CACHED_CONNECTION_SECONDS", "BytesBody", "HandshakeTimeout"]
 
+_log = Logger()
 CACHED_CONNECTION_SECONDS = 50
 MAX_IDLE_PER_HOST = 64  # idle connections kept per upstream; above the usual concurrency
 READ_SIZE = 16384  # bytes an upstream socket gives per reactor turn (see L{SmallReads})
@@ -128,6 +131,53 @@ class SmallReads:
         return repr(self.endpoint)
 
 
+class HandshakeTimeout(Exception):
+    """The upstream's TLS handshake did not finish within C{CONNECT_TIMEOUT}."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(f"the TLS handshake did not finish within {timeout:g} s (CONNECT_TIMEOUT)")
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class HandshakeDeadline:
+    """TLS client connections whose handshake must finish within C{timeout} seconds.
+
+    C{CONNECT_TIMEOUT} bounds the TCP connection, and Twisted puts no limit on the TLS
+    handshake that follows. A server that accepts the connection and never answers the
+    client's hello (a middlebox, or a port that does not speak TLS and waits for a line)
+    would hold the request until C{UPSTREAM_TIMEOUT}, ten minutes by default. The same
+    C{CONNECT_TIMEOUT} now covers the handshake: a connection still without the server's
+    certificate at the deadline is aborted with L{HandshakeTimeout}, and the request fails
+    as a connection failure does, retried like one.
+
+    @ivar creator: the connection creator that does the work (hostname checks included).
+    """
+
+    def __init__(self, creator: IOpenSSLClientConnectionCreator, clock: IReactorTime, timeout: float) -> None:
+        self.creator = creator
+        self._clock = clock
+        self._timeout = timeout
+
+    def clientConnectionForTLS(self, tlsProtocol: Any) -> Any:  # noqa: N802, N803 (the interface's names)
+        """The connection, made as the TCP connection is: the deadline starts now."""
+        connection = self.creator.clientConnectionForTLS(tlsProtocol)
+        self._clock.callLater(self._timeout, self._expire, tlsProtocol)
+        return connection
+
+    def _expire(self, tls: Any) -> None:
+        transport = tls.transport
+        if transport is None or not transport.connected or tls.getPeerCertificate() is not None:
+            return  # closed already, or the handshake is done
+        _log.info(
+            "TLS handshake with {peer} did not finish within {timeout:g} s; closing the connection",
+            peer=transport.getPeer(),
+            timeout=self._timeout,
+        )
+        # Twisted's way to abort during connection set-up with a reason of one's own (its
+        # hostname check uses it); the request fails with this reason, not a lost connection.
+        tls.failVerification(Failure(HandshakeTimeout(self._timeout)))
+
+
 @implementer(IAgentEndpointFactory)
 class ReusedEndpoints:
     """One client endpoint per upstream origin, built on first use and kept.
@@ -155,7 +205,8 @@ class ReusedEndpoints:
                 raise SchemeNotSupported(f"unsupported scheme: {uri.scheme!r}")
             endpoint: IStreamClientEndpoint = self._tcp(uri.host.decode("ascii"), uri.port)
             if uri.scheme == b"https":
-                endpoint = wrapClientTLS(self._tls_policy.creatorForNetloc(uri.host, uri.port), endpoint)
+                creator = self._tls_policy.creatorForNetloc(uri.host, uri.port)
+                endpoint = wrapClientTLS(HandshakeDeadline(creator, self._reactor, self._connect_timeout), endpoint)
             found = self._endpoints[key] = QuietEndpoint(endpoint)
         return found
 

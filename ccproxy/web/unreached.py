@@ -8,8 +8,9 @@ it names the cause, and for the usual mistakes the fix: a private CA is trusted 
 C{SSL_CERT_FILE}, and an C{https://} URL for a plain HTTP server (a local Ollama) fails
 the handshake at once.
 
-A refused, reset or stale connection is retried (the exchange decides how often); a
-certificate or handshake failure is not, since it would fail the same way again.
+A refused, reset or stale connection, or a handshake that took too long, is retried (the
+exchange decides how often); a certificate or handshake failure is not, since it would
+fail the same way again.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from twisted.internet.error import ConnectError, ConnectionLost
 from twisted.python.failure import Failure
 from twisted.web._newclient import RequestNotSent  # not re-exported by twisted.web.client
 from twisted.web.client import RequestTransmissionFailed, ResponseFailed, ResponseNeverReceived
+
+from ccproxy.upstream import HandshakeTimeout
 
 __all__ = ["Unreached", "unreached"]
 
@@ -51,7 +54,8 @@ def unreached(reason: Failure) -> Unreached:
         if cause.check(VerificationError):
             return Unreached("its TLS certificate is not valid for this host name", transient=False)
     message = "; ".join(dict.fromkeys(_said(cause) for cause in causes))
-    return Unreached(message, transient=reason.check(*_TRANSIENT) is not None)
+    transient = reason.check(*_TRANSIENT) is not None or any(cause.check(HandshakeTimeout) for cause in causes)
+    return Unreached(message, transient)
 
 
 def _said(cause: Failure) -> str:

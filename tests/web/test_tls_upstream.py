@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet import protocol
+from twisted.internet import protocol, task
 from twisted.internet.defer import Deferred
+from twisted.logger import formatEvent
 from twisted.web.client import URI
 
 from ccproxy.grammar import check_events
@@ -124,6 +125,44 @@ async def test_https_url_of_a_plain_http_server_is_a_502_that_says_so(
     assert message.startswith("cannot reach upstream 127.0.0.1:")
     assert "TLS handshake failed" in message and "is the URL http:// rather than https://?" in message
     assert not retried(log_events)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_handshake_that_never_finishes_is_cut_at_the_connect_timeout(
+    harness: Any, reactor: Any, log_events: list[dict[str, Any]]
+) -> None:
+    """A server that accepts the connection and never answers the TLS hello: the request
+    fails after CONNECT_TIMEOUT, not after UPSTREAM_TIMEOUT, and says why."""
+    port = reactor.listenTCP(0, protocol.Factory.forProtocol(protocol.Protocol), interface="127.0.0.1")
+    try:
+        url = harness.start_proxy(
+            f"https://127.0.0.1:{port.getHost().port}/v1", connect_timeout=0.2, upstream_timeout=30, upstream_retries=0
+        )
+        started = reactor.seconds()
+        response, raw = await post(url + "/v1/messages", body())
+        took = reactor.seconds() - started
+    finally:
+        await port.stopListening()
+    assert response.code == 502
+    message = json.loads(raw)["error"]["message"]
+    assert message.endswith(": the TLS handshake did not finish within 0.2 s (CONNECT_TIMEOUT)")
+    assert 0.2 <= took < 5
+    assert any("did not finish within 0.2 s" in formatEvent(event) for event in log_events)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_handshake_deadline_leaves_a_finished_handshake_alone(
+    harness: Any, reactor: Any, trusted: Authority
+) -> None:
+    """After the deadline, a connection whose handshake finished keeps serving (it is pooled)."""
+    url = harness.start([text_reply("one"), text_reply("two")], tls=trusted, connect_timeout=0.1)
+    response, _ = await post(url + "/v1/messages", body())
+    assert response.code == 200
+    await task.deferLater(reactor, 0.3, lambda: None)  # past the first connection's deadline
+    response, raw = await post(url + "/v1/messages", body())
+    assert (response.code, json.loads(raw)["content"][0]["text"]) == (200, "two")
+    first, second = harness.upstream.received
+    assert first.peer_port == second.peer_port
 
 
 BURST = 256 * 1024

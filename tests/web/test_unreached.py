@@ -10,6 +10,7 @@ from twisted.python.failure import Failure
 from twisted.web._newclient import RequestNotSent
 from twisted.web.client import RequestTransmissionFailed, ResponseNeverReceived
 
+from ccproxy.upstream import HandshakeTimeout
 from ccproxy.web.unreached import unreached
 
 
@@ -73,3 +74,8 @@ def test_certificate_for_another_name_is_final() -> None:
 def test_anything_else_is_not_retried() -> None:
     found = unreached(Failure(ValueError("a bug")))
     assert (found.message, found.transient) == ("a bug", False)
+
+
+def test_a_handshake_cut_at_the_connect_timeout_is_transient() -> None:
+    found = unreached(never_received(HandshakeTimeout(10)))
+    assert (found.message, found.transient) == ("the TLS handshake did not finish within 10 s (CONNECT_TIMEOUT)", True)
