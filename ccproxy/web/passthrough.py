@@ -9,7 +9,6 @@ real Claude from the same client, through the same logs.
 
 from __future__ import annotations
 
-from io import BytesIO
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -17,7 +16,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, FileBodyProducer
+from twisted.web.client import Agent
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 from twisted.web.resource import Resource
@@ -27,6 +26,7 @@ from zope.interface import implementer
 from ccproxy.config import host_of
 from ccproxy.errors import ApiError
 from ccproxy.logs import RequestRecord, log_request
+from ccproxy.upstream import BytesBody
 from ccproxy.web.context import Context
 from ccproxy.web.errors import write_error
 from ccproxy.web.unreached import unreached
@@ -105,8 +105,10 @@ class Passthrough(Resource):
                 headers.setRawHeaders(name, values)
         body = request.content.read() if request.content is not None else b""
         record = RequestRecord(rid, "passthrough", host_of(target), True, context.clock.seconds())
-        agent = Agent(context.clock, connectTimeout=settings.connect_timeout, pool=context.upstream.pool)
-        producer = FileBodyProducer(BytesIO(body)) if body else None
+        # The converted path's agent: its pool, per-origin endpoints, read size and TLS
+        # handshake deadline (L{ccproxy.upstream}); a plain one only while it is stopped.
+        agent = context.upstream.agent or Agent(context.clock, connectTimeout=settings.connect_timeout)
+        producer = BytesBody(body) if body else None
         pending: Deferred[IResponse] = agent.request(request.method, target.encode("latin-1"), headers, producer)
         finished = request.notifyFinish()
 
