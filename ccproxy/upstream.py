@@ -166,7 +166,7 @@ class HandshakeDeadline:
 
     def _expire(self, tls: Any) -> None:
         transport = tls.transport
-        if transport is None or not transport.connected or tls.getPeerCertificate() is not None:
+        if not tls.connected or transport is None or not transport.connected or tls.getPeerCertificate() is not None:
             return  # closed already, or the handshake is done
         _log.info(
             "TLS handshake with {peer} did not finish within {timeout:g} s; closing the connection",
