@@ -97,6 +97,20 @@ token=$(ccp_setting ANTHROPIC_API_KEY) || token=
 ANTHROPIC_BASE_URL="http://127.0.0.1:$port"
 ANTHROPIC_AUTH_TOKEN=$token
 export ANTHROPIC_BASE_URL ANTHROPIC_AUTH_TOKEN
+
+# Claude Code honours HTTP(S)_PROXY, and the proxy is on loopback: keep it off any HTTP
+# proxy of the environment (a corporate proxy would refuse 127.0.0.1, or reach its own).
+for ccp_name in NO_PROXY no_proxy; do
+    eval "ccp_list=\${$ccp_name:-}"
+    for ccp_host in 127.0.0.1 localhost; do
+        case ",$ccp_list," in
+            *",$ccp_host,"*) ;;
+            *) ccp_list="${ccp_list:+$ccp_list,}$ccp_host" ;;
+        esac
+    done
+    eval "$ccp_name=\$ccp_list"
+    export "$ccp_name"
+done
 unset ANTHROPIC_API_KEY ANTHROPIC_DEFAULT_OPUS_MODEL ANTHROPIC_DEFAULT_SONNET_MODEL \
     ANTHROPIC_DEFAULT_HAIKU_MODEL
 for ccp_name in $(env | sed -n 's/^\(ANTHROPIC_DEFAULT_[A-Za-z0-9_]*_MODEL\)=.*/\1/p'); do

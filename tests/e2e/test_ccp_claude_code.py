@@ -27,7 +27,8 @@ pytestmark = [
 
 @pytest_twisted.ensureDeferred
 async def test_ccp_runs_claude_code_through_a_started_proxy(tmp_path: Path) -> None:
-    """ccp finds no proxy, starts one (daemonized), and Claude Code completes a Bash loop."""
+    """ccp finds no proxy, starts one (daemonized), and Claude Code completes a Bash loop,
+    although the environment names an HTTP proxy."""
     marker = "ccp-" + secrets.token_hex(5)
 
     def script(body: Any) -> Reply:
@@ -48,6 +49,10 @@ async def test_ccp_runs_claude_code_through_a_started_proxy(tmp_path: Path) -> N
         PORT=str(port),
         OPENAI_BASE_URL=f"http://127.0.0.1:{upstream_port.getHost().port}/v1",
         OPENAI_API_KEY="sk-upstream-e2e",
+        # An HTTP proxy in the environment that refuses every connection: Claude Code
+        # honours it, so it reaches the proxy on loopback only because ccp adds NO_PROXY.
+        HTTP_PROXY=f"http://127.0.0.1:{free_port()}",
+        HTTPS_PROXY=f"http://127.0.0.1:{free_port()}",
     )
     command = [str(CCP), "-p", "Echo the marker.", "--output-format", "json", "--allowedTools", "Bash"]
     try:

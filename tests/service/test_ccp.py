@@ -90,6 +90,26 @@ def test_reuses_the_running_proxy(service: Service, fake_claude: Path) -> None:
     assert seen["env"]["ANTHROPIC_AUTH_TOKEN"] == "ccproxy"
 
 
+def test_claude_reaches_the_proxy_around_an_http_proxy(service: Service, fake_claude: Path) -> None:
+    """With HTTP(S)_PROXY set (Claude Code honours them), loopback joins NO_PROXY and
+    no_proxy, after what they listed; a list that names it already is left alone."""
+    port = free_port()
+    env = {
+        **service.env,
+        "PORT": str(port),
+        "HTTPS_PROXY": "http://proxy.invalid:3128",
+        "HTTP_PROXY": "http://proxy.invalid:3128",
+        "NO_PROXY": "example.com,localhost",
+    }
+    env.pop("no_proxy", None)
+    seen, _ = ccp(service, env=env)
+    assert seen["env"]["NO_PROXY"] == "example.com,localhost,127.0.0.1"
+    assert seen["env"]["no_proxy"] == "127.0.0.1,localhost"
+    assert seen["env"]["HTTPS_PROXY"] == "http://proxy.invalid:3128"  # other hosts still use it
+    seen, _ = ccp(service, env={**env, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "*"})
+    assert (seen["env"]["NO_PROXY"], seen["env"]["no_proxy"]) == ("127.0.0.1,localhost", "*,127.0.0.1,localhost")
+
+
 def test_probes_with_python_when_curl_is_missing(
     service: Service, fake_claude: Path, tmp_path: Path
 ) -> None:
