@@ -25,6 +25,7 @@ from attrs import field, frozen
 from dotenv import dotenv_values
 
 from ccproxy.models import ModelInfo, parse_model_limits
+from ccproxy.proxies import NoProxy, Proxy, ProxyError
 
 __all__ = ["ConfigError", "Settings", "load_settings", "config_files", "host_of"]
 
@@ -65,6 +66,8 @@ class Settings:
     upstream_retries: int = 2
     retry_max_wait: float = 10.0
     retry_backoff: float = 0.5
+    https_proxy: Proxy | None = None
+    no_proxy: NoProxy = field(factory=NoProxy)
 
     @property
     def debug(self) -> bool:
@@ -218,6 +221,20 @@ def _required_text(name: str, value: str) -> str:
     return text
 
 
+def _proxy(name: str, value: str) -> Proxy | None:
+    if not value.strip():
+        return None
+    try:
+        return Proxy.parse(value)
+    except ProxyError as error:
+        raise ConfigError(f"{name}: {error}") from None
+
+
+def _no_proxy(name: str, value: str) -> NoProxy:
+    _text(name, value)  # no line breaks
+    return NoProxy.parse(value)
+
+
 # variable name -> (Settings field, parser)
 _VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "OPENAI_BASE_URL": ("openai_base_url", _url),
@@ -246,7 +263,11 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "UPSTREAM_RETRIES": ("upstream_retries", _count),
     "RETRY_MAX_WAIT": ("retry_max_wait", _seconds),
     "RETRY_BACKOFF": ("retry_backoff", _seconds),
+    "HTTPS_PROXY": ("https_proxy", _proxy),
+    "NO_PROXY": ("no_proxy", _no_proxy),
 }
+# Proxy variables are also read in lower case, which wins, as curl and pip have it.
+_LOWER_CASE = ("HTTPS_PROXY", "NO_PROXY")
 
 VARIABLES = tuple(_VARIABLES)
 
@@ -268,6 +289,9 @@ def load_settings(
     files = config_files(env_file, cwd, home)
     merged = _merged_sources(os.environ if environ is None else environ, files, env_file)
     merged.update(overrides or {})
+    for name in _LOWER_CASE:
+        if name.lower() in merged:
+            merged[name] = merged[name.lower()]
     values: dict[str, object] = {}
     for name, (attribute, parse) in _VARIABLES.items():
         raw = merged.get(name)

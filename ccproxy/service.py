@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 from typing import Any
+from urllib.parse import urlsplit
 
 from twisted.application import strports
 from twisted.application.service import MultiService, Service
@@ -82,7 +83,7 @@ class UpstreamService(Service):
             version=ccproxy.__version__,
             host=settings.host,
             port=settings.port,
-            upstream=settings.upstream_host,
+            upstream=settings.upstream_host + _via_proxy(settings),
             provider=self._provider,
             routing=", ".join(f"{k}={v}" for k, v in self._router.table().items()),
         )
@@ -196,3 +197,12 @@ def makeService(settings: Settings, reactor: Any = None) -> MultiService:  # noq
     # Added last, stopped first: the port closes before running requests are drained.
     strports.service(endpoint_description(settings), site_for(context)).setServiceParent(top)
     return top
+
+
+def _via_proxy(settings: Settings) -> str:
+    """How the upstream is reached, when not directly (the proxy's credentials never shown)."""
+    proxy = settings.https_proxy
+    parts = urlsplit(settings.openai_base_url)
+    if proxy is None or parts.scheme != "https" or settings.no_proxy.bypasses(parts.hostname or ""):
+        return ""
+    return f" via proxy {proxy.address}"

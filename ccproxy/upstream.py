@@ -34,6 +34,8 @@ from twisted.web.iweb import IAgent, IAgentEndpointFactory, IBodyProducer, IResp
 from zope.interface import implementer
 
 from ccproxy.config import Settings
+from ccproxy.proxies import NoProxy, Proxy
+from ccproxy.tunnel import TunnelEndpoint
 
 __all__ = ["Upstream", "CACHED_CONNECTION_SECONDS", "BytesBody", "HandshakeTimeout"]
 
@@ -188,12 +190,17 @@ class ReusedEndpoints:
 
     An IP address (a local Ollama, vLLM or LM Studio at 127.0.0.1 or on the LAN) gets a
     plain TCP endpoint: C{HostnameEndpoint} would resolve even an address with
-    C{getaddrinfo} in a thread for every new connection.
+    C{getaddrinfo} in a thread for every new connection. An https origin that C{no_proxy}
+    does not exempt goes through C{proxy}'s CONNECT tunnel (L{ccproxy.proxies}).
     """
 
-    def __init__(self, reactor: Any, connect_timeout: float) -> None:
+    def __init__(
+        self, reactor: Any, connect_timeout: float, proxy: Proxy | None = None, no_proxy: NoProxy | None = None
+    ) -> None:
         self._reactor = reactor
         self._connect_timeout = connect_timeout
+        self._proxy = proxy
+        self._no_proxy = no_proxy or NoProxy()
         self._tls_policy = BrowserLikePolicyForHTTPS()
         self._endpoints: dict[tuple[bytes, bytes, int], QuietEndpoint] = {}
 
@@ -203,23 +210,29 @@ class ReusedEndpoints:
         if found is None:
             if uri.scheme not in (b"http", b"https"):
                 raise SchemeNotSupported(f"unsupported scheme: {uri.scheme!r}")
-            endpoint: IStreamClientEndpoint = self._tcp(uri.host.decode("ascii"), uri.port)
+            endpoint: IStreamClientEndpoint = self.connection_to(uri.scheme, uri.host.decode("ascii"), uri.port)
             if uri.scheme == b"https":
                 creator = self._tls_policy.creatorForNetloc(uri.host, uri.port)
                 endpoint = wrapClientTLS(HandshakeDeadline(creator, self._reactor, self._connect_timeout), endpoint)
             found = self._endpoints[key] = QuietEndpoint(endpoint)
         return found
 
-    def _tcp(self, host: str, port: int) -> SmallReads:
+    def connection_to(self, scheme: bytes, host: str, port: int) -> SmallReads:
+        """The byte stream to C{host}: direct, or an https origin through the proxy's tunnel."""
+        proxy = self._proxy
+        if scheme == b"https" and proxy is not None and not self._no_proxy.bypasses(host):
+            tcp = self._tcp(proxy.host, proxy.port)
+            timeout = self._connect_timeout
+            return SmallReads(TunnelEndpoint(tcp, host, port, proxy.authorization, self._reactor, timeout))
+        return SmallReads(self._tcp(host, port))
+
+    def _tcp(self, host: str, port: int) -> IStreamClientEndpoint:
         timeout = self._connect_timeout
-        endpoint: IStreamClientEndpoint
         if isIPAddress(host):
-            endpoint = TCP4ClientEndpoint(self._reactor, host, port, timeout=timeout)
-        elif isIPv6Address(host):
-            endpoint = TCP6ClientEndpoint(self._reactor, host, port, timeout=timeout)
-        else:
-            endpoint = HostnameEndpoint(self._reactor, host, port, timeout=timeout)
-        return SmallReads(endpoint)
+            return TCP4ClientEndpoint(self._reactor, host, port, timeout=timeout)
+        if isIPv6Address(host):
+            return TCP6ClientEndpoint(self._reactor, host, port, timeout=timeout)
+        return HostnameEndpoint(self._reactor, host, port, timeout=timeout)
 
 
 def request_target(url: str) -> bytes:
@@ -265,7 +278,8 @@ class Upstream:
         pool.cachedConnectionTimeout = CACHED_CONNECTION_SECONDS
         pool.retryAutomatically = False
         self._pool = pool
-        endpoints = ReusedEndpoints(self.reactor, self.settings.connect_timeout)
+        settings = self.settings
+        endpoints = ReusedEndpoints(self.reactor, settings.connect_timeout, settings.https_proxy, settings.no_proxy)
         self.agent = Agent.usingEndpointFactory(self.reactor, endpoints, pool=pool)
 
     @property

@@ -10,6 +10,8 @@ from twisted.web.client import URI
 from twisted.web.error import SchemeNotSupported
 
 from ccproxy.config import Settings
+from ccproxy.proxies import NoProxy, Proxy
+from ccproxy.tunnel import TunnelEndpoint
 from ccproxy.upstream import READ_SIZE, BytesBody, QuietEndpoint, ReusedEndpoints, SmallReads, Upstream, request_target
 
 
@@ -70,3 +72,21 @@ def test_endpoints_are_built_once_per_origin() -> None:
     assert not isinstance(endpoint_for(b"https://api.example.com/v1"), SmallReads)
     with pytest.raises(SchemeNotSupported):
         endpoints.endpointForURI(URI.fromBytes(b"ftp://127.0.0.1/x"))
+
+
+def test_https_origins_go_through_the_proxy_unless_exempt() -> None:
+    """HTTPS_PROXY carries https origins only; NO_PROXY names and loopback go direct."""
+    from twisted.internet import reactor
+
+    proxy = Proxy.parse("http://proxy.corp:3128")
+    endpoints = ReusedEndpoints(reactor, 5.0, proxy, NoProxy.parse(".internal.corp,10.0.0.0/8"))
+
+    def stream_to(url: bytes) -> object:
+        """What carries the bytes (under TLS for https)."""
+        uri = URI.fromBytes(url)
+        return endpoints.connection_to(uri.scheme, uri.host.decode(), uri.port).endpoint
+
+    tunnel = stream_to(b"https://api.openai.com/v1")
+    assert isinstance(tunnel, TunnelEndpoint) and "api.openai.com:443" in repr(tunnel) and "proxy.corp" in repr(tunnel)
+    for direct in (b"https://llm.internal.corp/v1", b"https://10.1.2.3/v1", b"https://127.0.0.1:8443/v1", b"http://api.openai.com/v1"):
+        assert not isinstance(stream_to(direct), TunnelEndpoint), direct

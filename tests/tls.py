@@ -48,8 +48,9 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def make_authority(directory: Path) -> Authority:
-    """A CA and a server certificate for the address 127.0.0.1, written under C{directory}."""
+def make_authority(directory: Path, names: tuple[str, ...] = ()) -> Authority:
+    """A CA and a server certificate for the address 127.0.0.1 and the host C{names},
+    written under C{directory}."""
     now = datetime.datetime.now(datetime.timezone.utc)
     valid = {"not_valid_before": now - datetime.timedelta(hours=1), "not_valid_after": now + datetime.timedelta(days=1)}
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -70,7 +71,12 @@ def make_authority(directory: Path) -> Authority:
         .issuer_name(ca.subject)
         .public_key(server_key.public_key())
         .serial_number(x509.random_serial_number())
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), *(x509.DNSName(name) for name in names)]
+            ),
+            critical=False,
+        )
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )

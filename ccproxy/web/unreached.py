@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 from twisted.web._newclient import RequestNotSent  # not re-exported by twisted.web.client
 from twisted.web.client import RequestTransmissionFailed, ResponseFailed, ResponseNeverReceived
 
+from ccproxy.tunnel import TunnelError
 from ccproxy.upstream import HandshakeTimeout
 
 __all__ = ["Unreached", "unreached"]
@@ -49,6 +50,8 @@ def unreached(reason: Failure) -> Unreached:
     """Describe the failure of an upstream request that got no response."""
     causes = _causes(reason)
     for cause in causes:
+        if isinstance(cause.value, TunnelError):
+            return Unreached(str(cause.value), transient=cause.value.transient)
         if cause.check(SSL.Error):
             return Unreached(_tls_message(cause.value), transient=False)
         if cause.check(VerificationError):
