@@ -23,12 +23,14 @@ class ConnectProxy:
     @ivar refuse: a status line to answer instead of opening the tunnel.
     @ivar silent: say nothing at all.
     @ivar requests: the head of each CONNECT request, decoded.
+    @ivar closed: how many client connections have ended.
     """
 
     target: tuple[str, int]
     refuse: str | None = None
     silent: bool = False
     requests: list[str] = field(factory=list)
+    closed: int = 0
 
 
 class _Relay(protocol.Protocol):
@@ -84,6 +86,7 @@ class _ProxyClient(protocol.Protocol):
             relay.transport.write(self.early)
 
     def connectionLost(self, reason: Any = None) -> None:  # noqa: N802
+        self.script.closed += 1
         if self.relay is not None:
             self.relay.transport.loseConnection()
 

@@ -14,13 +14,15 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from twisted.internet import task
+from twisted.internet.protocol import ClientCreator
 
 from ccproxy.grammar import check_events
 from ccproxy.proxies import Proxy
 from tests.connect_proxy import ConnectProxy, start_connect_proxy
 from tests.fake_upstream import start_fake_upstream, text_reply
 from tests.tls import Authority, make_authority
-from tests.web.test_integration import body, post, sse_events
+from tests.web.test_integration import RawClient, body, post, sse_events
 
 NAME = "api.upstream.test"
 
@@ -97,3 +99,28 @@ async def test_a_proxy_that_does_not_answer_is_cut_at_the_connect_timeout(harnes
     assert response.code == 502
     assert json.loads(raw)["error"]["message"].endswith(": the proxy did not answer CONNECT within 0.2 s")
     assert reactor.seconds() - started < 5
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_leaves_while_the_proxy_is_silent_closes_the_proxy_connection(
+    harness: Any, tunnel: Any, reactor: Any
+) -> None:
+    """Esc while the tunnel is still being asked for: the proxy connection closes at once."""
+    upstream, script, proxy_port = tunnel
+    script.silent = True
+    url = start(harness, proxy_port, ping_interval=0.05, connect_timeout=30)
+    client = await ClientCreator(reactor, RawClient).connectTCP("127.0.0.1", int(url.rsplit(":", 1)[1]))
+    payload = json.dumps(body(stream=True)).encode()
+    client.transport.write(
+        b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload
+    )
+    while b"event: ping" not in client.received:  # started early: message_start, then pings
+        await task.deferLater(reactor, 0.01, lambda: None)
+    assert len(script.requests) == 1 and script.closed == 0
+    started = reactor.seconds()
+    client.transport.loseConnection()
+    while not script.closed and reactor.seconds() - started < 2:
+        await task.deferLater(reactor, 0.005, lambda: None)
+    assert script.closed == 1
+    assert reactor.seconds() - started < 0.1
