@@ -155,10 +155,10 @@ async def test_the_handshake_deadline_leaves_a_finished_handshake_alone(
     harness: Any, reactor: Any, trusted: Authority
 ) -> None:
     """After the deadline, a connection whose handshake finished keeps serving (it is pooled)."""
-    url = harness.start([text_reply("one"), text_reply("two")], tls=trusted, connect_timeout=0.1)
+    url = harness.start([text_reply("one"), text_reply("two")], tls=trusted, connect_timeout=0.5)
     response, _ = await post(url + "/v1/messages", body())
     assert response.code == 200
-    await task.deferLater(reactor, 0.3, lambda: None)  # past the first connection's deadline
+    await task.deferLater(reactor, 0.7, lambda: None)  # past the first connection's deadline
     response, raw = await post(url + "/v1/messages", body())
     assert (response.code, json.loads(raw)["content"][0]["text"]) == (200, "two")
     first, second = harness.upstream.received
