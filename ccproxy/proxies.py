@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 from attrs import frozen
 
-__all__ = ["Proxy", "NoProxy", "ProxyError"]
+__all__ = ["Proxy", "NoProxy", "ProxyError", "proxy_for"]
 
 
 class ProxyError(ValueError):
@@ -113,3 +113,11 @@ def _network(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None
         return ipaddress.ip_network(candidate, strict=False)
     except ValueError:
         return None
+
+
+def proxy_for(scheme: str, host: str, proxy: Proxy | None, no_proxy: NoProxy) -> Proxy | None:
+    """The proxy an upstream at C{scheme://host} is reached through, or C{None} for directly:
+    only https goes through one, and only when C{no_proxy} does not exempt the host."""
+    if scheme != "https" or proxy is None or no_proxy.bypasses(host):
+        return None
+    return proxy

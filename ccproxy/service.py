@@ -21,6 +21,7 @@ import ccproxy
 from ccproxy.config import Settings
 from ccproxy.logs import Stats
 from ccproxy.providers import profile_for
+from ccproxy.proxies import proxy_for
 from ccproxy.routing import Router
 from ccproxy.tokens import TokenCounter
 from ccproxy.upstream import Upstream
@@ -201,8 +202,6 @@ def makeService(settings: Settings, reactor: Any = None) -> MultiService:  # noq
 
 def _via_proxy(settings: Settings) -> str:
     """How the upstream is reached, when not directly (the proxy's credentials never shown)."""
-    proxy = settings.https_proxy
     parts = urlsplit(settings.openai_base_url)
-    if proxy is None or parts.scheme != "https" or settings.no_proxy.bypasses(parts.hostname or ""):
-        return ""
-    return f" via proxy {proxy.address}"
+    proxy = proxy_for(parts.scheme, parts.hostname or "", settings.https_proxy, settings.no_proxy)
+    return "" if proxy is None else f" via proxy {proxy.address}"

@@ -34,7 +34,7 @@ from twisted.web.iweb import IAgent, IAgentEndpointFactory, IBodyProducer, IResp
 from zope.interface import implementer
 
 from ccproxy.config import Settings
-from ccproxy.proxies import NoProxy, Proxy
+from ccproxy.proxies import NoProxy, Proxy, proxy_for
 from ccproxy.tunnel import TunnelEndpoint
 
 __all__ = ["Upstream", "CACHED_CONNECTION_SECONDS", "BytesBody", "HandshakeTimeout"]
@@ -219,8 +219,8 @@ class ReusedEndpoints:
 
     def connection_to(self, scheme: bytes, host: str, port: int) -> SmallReads:
         """The byte stream to C{host}: direct, or an https origin through the proxy's tunnel."""
-        proxy = self._proxy
-        if scheme == b"https" and proxy is not None and not self._no_proxy.bypasses(host):
+        proxy = proxy_for(scheme.decode("ascii"), host, self._proxy, self._no_proxy)
+        if proxy is not None:
             tcp = self._tcp(proxy.host, proxy.port)
             timeout = self._connect_timeout
             return SmallReads(TunnelEndpoint(tcp, host, port, proxy.authorization, self._reactor, timeout))

@@ -26,7 +26,6 @@ from twisted.web._newclient import RequestNotSent  # not re-exported by twisted.
 from twisted.web.client import RequestTransmissionFailed, ResponseFailed, ResponseNeverReceived
 
 from ccproxy.tunnel import TunnelError
-from ccproxy.upstream import HandshakeTimeout
 
 __all__ = ["Unreached", "unreached"]
 
@@ -57,8 +56,8 @@ def unreached(reason: Failure) -> Unreached:
         if cause.check(VerificationError):
             return Unreached("its TLS certificate is not valid for this host name", transient=False)
     message = "; ".join(dict.fromkeys(_said(cause) for cause in causes))
-    transient = reason.check(*_TRANSIENT) is not None or any(cause.check(HandshakeTimeout) for cause in causes)
-    return Unreached(message, transient)
+    # A HandshakeTimeout (ccproxy.upstream) comes inside ResponseNeverReceived: transient like any lost connection.
+    return Unreached(message, transient=reason.check(*_TRANSIENT) is not None)
 
 
 def _said(cause: Failure) -> str:

@@ -79,6 +79,16 @@ async def test_untrusted_upstream_certificate_is_a_502_that_says_so(
     assert not retried(log_events)
 
 
+async def ask_once(harness: Any, port: Any, upstream_url: str, **settings: Any) -> tuple[Any, bytes]:
+    """One JSON request through a proxy in front of C{upstream_url} (its C{{port}} filled in
+    from the listening C{port}, which stops listening afterwards)."""
+    try:
+        url = harness.start_proxy(upstream_url.format(port=port.getHost().port), **settings)
+        return await post(url + "/v1/messages", body())  # type: ignore[no-any-return]
+    finally:
+        await port.stopListening()
+
+
 def retried(log_events: list[dict[str, Any]]) -> bool:
     return any("retrying" in str(event.get("log_format", "")) for event in log_events)
 
@@ -89,11 +99,7 @@ async def test_certificate_for_another_host_is_a_502_that_says_so(
 ) -> None:
     """The certificate is for 127.0.0.1; ccproxy asked for localhost."""
     upstream, port = start_fake_upstream([text_reply("never")], trusted)
-    try:
-        url = harness.start_proxy(f"https://localhost:{port.getHost().port}/v1")
-        response, raw = await post(url + "/v1/messages", body())
-    finally:
-        await port.stopListening()
+    response, raw = await ask_once(harness, port, "https://localhost:{port}/v1")
     assert response.code == 502
     assert json.loads(raw)["error"]["message"].endswith("its TLS certificate is not valid for this host name")
     assert upstream.received == []
@@ -115,11 +121,7 @@ async def test_https_url_of_a_plain_http_server_is_a_502_that_says_so(
     """A local server that speaks plain HTTP, configured as https://: the handshake fails
     at once, with the likely fix."""
     port = reactor.listenTCP(0, protocol.Factory.forProtocol(_PlainHTTP), interface="127.0.0.1")
-    try:
-        url = harness.start_proxy(f"https://127.0.0.1:{port.getHost().port}/v1")
-        response, raw = await post(url + "/v1/messages", body())
-    finally:
-        await port.stopListening()
+    response, raw = await ask_once(harness, port, "https://127.0.0.1:{port}/v1")
     assert response.code == 502
     message = json.loads(raw)["error"]["message"]
     assert message.startswith("cannot reach upstream 127.0.0.1:")
@@ -134,15 +136,11 @@ async def test_a_handshake_that_never_finishes_is_cut_at_the_connect_timeout(
     """A server that accepts the connection and never answers the TLS hello: the request
     fails after CONNECT_TIMEOUT, not after UPSTREAM_TIMEOUT, and says why."""
     port = reactor.listenTCP(0, protocol.Factory.forProtocol(protocol.Protocol), interface="127.0.0.1")
-    try:
-        url = harness.start_proxy(
-            f"https://127.0.0.1:{port.getHost().port}/v1", connect_timeout=0.2, upstream_timeout=30, upstream_retries=0
-        )
-        started = reactor.seconds()
-        response, raw = await post(url + "/v1/messages", body())
-        took = reactor.seconds() - started
-    finally:
-        await port.stopListening()
+    started = reactor.seconds()
+    response, raw = await ask_once(
+        harness, port, "https://127.0.0.1:{port}/v1", connect_timeout=0.2, upstream_timeout=30, upstream_retries=0
+    )
+    took = reactor.seconds() - started
     assert response.code == 502
     message = json.loads(raw)["error"]["message"]
     assert message.endswith(": the TLS handshake did not finish within 0.2 s (CONNECT_TIMEOUT)")
