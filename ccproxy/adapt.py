@@ -77,7 +77,7 @@ class Fix:
         return fixed
 
 
-@define
+@define(eq=False)
 class LearnedFixes:
     """Fixes learned per (base URL, model); one store per running proxy."""
 

@@ -73,7 +73,7 @@ def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-@define
+@define(eq=False)
 class _OpenBlock:
     """The block between its start and stop, with what its stop has to check."""
 
@@ -83,7 +83,7 @@ class _OpenBlock:
     signed: bool = False
 
 
-@define
+@define(eq=False)
 class StreamGrammar:
     """Incremental checker: L{feed} each event in order, then L{close} at the end of the body; one per stream."""
 

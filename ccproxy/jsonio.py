@@ -117,20 +117,31 @@ def _wrapped(value: Any, levels: int) -> Any:
     return value
 
 
+# orjson's depth limit since its early releases: tried first, so that start-up costs two
+# small encodes rather than a search (about 1.4 ms here).
+_USUAL_DEPTH = 254
+
+
+def _encodes(levels: int) -> bool:
+    try:
+        orjson.dumps(_wrapped(0, levels))
+    except TypeError:
+        return False
+    return True
+
+
 def _orjson_depth_limit() -> int | None:
     """The most levels orjson encodes (254 today), measured once; None if unbounded."""
-    try:
-        orjson.dumps(_wrapped(0, 4096))
+    if _encodes(_USUAL_DEPTH) and not _encodes(_USUAL_DEPTH + 1):
+        return _USUAL_DEPTH
+    if _encodes(4096):
         return None
-    except TypeError:
-        pass
     low, high = 0, 4096  # low encodes, high does not
     while high - low > 1:
         middle = (low + high) // 2
-        try:
-            orjson.dumps(_wrapped(0, middle))
+        if _encodes(middle):
             low = middle
-        except TypeError:
+        else:
             high = middle
     return low
 

@@ -43,7 +43,7 @@ __all__ = [
 
 _log = Logger(namespace="ccproxy")
 LOG_MODES = ("default", "simple", "debug")
-@define
+@define(eq=False)
 class Stats:
     """Counters for C{/health} and C{ccproxy status}; one per service, never global."""
 
@@ -64,7 +64,7 @@ class Stats:
         }
 
 
-@define
+@define(eq=False)
 class RequestRecord:
     """Everything the per-request line reports, filled in as the request goes."""
 

@@ -240,7 +240,7 @@ def request_target(url: str) -> bytes:
     return EncodedURL.from_text(url).to_uri().to_text().encode("ascii")
 
 
-@define
+@define(eq=False)
 class Upstream:
     """Posts Chat Completions requests to the configured provider.
 

@@ -95,3 +95,15 @@ def test_deeper_than_with_the_json_at_hand_at_the_limit() -> None:
         value = [value]
     encoded = jsonio.dumps(value)
     assert not jsonio.deeper_than(value, 5, encoded) and jsonio.deeper_than(value, 4, encoded)
+
+
+@pytest.mark.parametrize("guess", [254, 100, 300])
+def test_orjson_depth_limit_is_exact_whether_or_not_the_usual_limit_holds(
+    guess: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jsonio, "_USUAL_DEPTH", guess)
+    limit = jsonio._orjson_depth_limit()
+    if limit is None:
+        assert jsonio._encodes(4096)
+    else:
+        assert jsonio._encodes(limit) and not jsonio._encodes(limit + 1)

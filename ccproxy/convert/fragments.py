@@ -14,7 +14,7 @@ from attrs import define, field
 __all__ = ["ToolCall", "starts_new", "thought_signature", "merge_detail", "complete_json"]
 
 
-@define
+@define(eq=False)
 class ToolCall:
     """One tool call being assembled from fragments."""
 

@@ -67,7 +67,7 @@ def _blocks(content: str | list[Block]) -> list[Block]:
     return [b for b in blocks if not (isinstance(b, TextBlock) and not b.text.strip())]
 
 
-@define
+@define(eq=False)
 class _Walk:
     """State of one conversion walk. See L{walk_messages}."""
 

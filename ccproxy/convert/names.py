@@ -187,7 +187,7 @@ def upstream_tool_id(client_id: str, rule: IdRule) -> str:
     return rule.apply(client_id)
 
 
-@define
+@define(eq=False)
 class ToolIdMap:
     """
     Tool ids of one request, mapped to the upstream and remembered for the way back.

@@ -33,7 +33,7 @@ _REDACTED = "[REDACTED]"
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-@define
+@define(eq=False)
 class StreamConverter:
     """Converts one upstream stream. See the module docstring.
 
