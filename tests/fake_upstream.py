@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from typing import Any, Union
 
-from attrs import define, field
+from attrs import define, evolve, field
 from twisted.internet import reactor
 from twisted.internet.interfaces import IPushProducer
 from twisted.web.resource import Resource
@@ -32,6 +32,8 @@ class Reply:
     @ivar hang: never answer (or stop after the chunks without finishing).
     @ivar cut: close the connection 50 ms after the chunks were sent, mid-body (a provider that
         fails mid-stream).
+    @ivar silence: seconds of silence after the first C{silent_after} chunks, as a model that
+        thinks without streaming its reasoning; then the rest follows.
     """
 
     status: int = 200
@@ -43,6 +45,8 @@ class Reply:
     hang: bool = False
     flood: bool = False
     cut: bool = False
+    silence: float = 0.0
+    silent_after: int = 1
 
 
 @define
@@ -107,6 +111,12 @@ class FakeOpenAI(Resource):
         frames = [c if isinstance(c, bytes) else b"data: " + json.dumps(c).encode() + b"\n\n" for c in reply.chunks]
         if reply.done and not reply.cut:
             frames.append(b"data: [DONE]\n\n")
+        if reply.silence:
+            for frame in frames[: reply.silent_after]:
+                request.write(frame)
+            rest, after = frames[reply.silent_after :], evolve(reply, silence=0.0)
+            reactor.callLater(reply.silence, self._send, request, rest, after)  # type: ignore[attr-defined]
+            return NOT_DONE_YET
         self._send(request, frames, reply)
         return NOT_DONE_YET
 
