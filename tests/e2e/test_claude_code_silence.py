@@ -36,9 +36,10 @@ FALLBACK = "The answer of a second request."
 WATCHDOG_ENV = {"CLAUDE_ENABLE_BYTE_WATCHDOG": "1", "CLAUDE_BYTE_STREAM_IDLE_TIMEOUT_MS": str(WATCHDOG_MS)}
 
 
-def _thinks_in_silence_then_answers() -> list[Reply]:
-    """The first request: the role chunk at once, then 12 s of nothing, then the answer.
-    Any later request (the CLI's fallback) is answered at once, with another text."""
+def _thinks_in_silence_then_answers(silent_after: int = 1) -> list[Reply]:
+    """The first request: C{silent_after} chunks at once (none: not even the headers), then
+    12 s of nothing, then the answer. Any later request (the CLI's fallback) is answered at
+    once, with another text."""
     slow = Reply(
         chunks=[
             chunk({"role": "assistant", "content": ""}),
@@ -47,6 +48,7 @@ def _thinks_in_silence_then_answers() -> list[Reply]:
             usage_chunk(),
         ],
         silence=SILENCE,
+        silent_after=silent_after,
     )
     return [slow, text_reply(FALLBACK)]
 
@@ -55,11 +57,14 @@ def _request_lines(log_events: list[dict[str, Any]]) -> list[str]:
     return [event["line"] for event in log_events if event.get("ccproxy_request")]
 
 
+@pytest.mark.parametrize("silent_after", [1, 0], ids=["after-the-first-chunk", "before-the-headers"])
 @pytest_twisted.ensureDeferred
 async def test_pings_keep_claude_code_waiting_through_a_silent_model(
-    harness: Any, tmp_path: Path, log_events: list[dict[str, Any]]
+    harness: Any, tmp_path: Path, log_events: list[dict[str, Any]], silent_after: int
 ) -> None:
-    url = harness.start(_thinks_in_silence_then_answers(), ping_interval=1.0)
+    """Before the headers, ccproxy starts the client's stream itself after C{PING_INTERVAL}
+    (C{message_start}, then pings) and carries on with the upstream's answer when it comes."""
+    url = harness.start(_thinks_in_silence_then_answers(silent_after), ping_interval=1.0)
     run = await deferToThread(run_claude, url, "Think hard, then answer.", str(tmp_path), timeout=120, extra_env=WATCHDOG_ENV)
     assert run.ok, (run.stdout, run.stderr)
     assert run.text == ANSWER
