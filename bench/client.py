@@ -23,7 +23,8 @@ __all__ = [
     "Result",
     "Connection",
     "fetch",
-    "cpu_seconds",
+    "cpu_ms_between",
+    "cpu_ticks",
     "rss_bytes",
     "open_fds",
     "percentile",
@@ -191,11 +192,18 @@ async def fetch(port: int, method: str, path: str, body: bytes = b"", headers: d
 # -- process probes --------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of process C{pid} (all its threads), from /proc/<pid>/stat."""
+def cpu_ticks(pid: int) -> int:
+    """User plus system CPU time of process C{pid} (all its threads) in clock ticks, from
+    /proc/<pid>/stat. Whole ticks, so that a difference is exact: as floats, 400 ticks over
+    40 streams once came to 10.000000000000009 ms and missed a 10 ms target."""
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    return int(fields[11]) + int(fields[12])
+
+
+def cpu_ms_between(before: int, after: int) -> float:
+    """The milliseconds between two L{cpu_ticks} readings."""
+    return (after - before) * 1000 / _CLK_TCK
 
 
 def rss_bytes(pid: int, key: str = "VmRSS") -> int:

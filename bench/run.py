@@ -33,7 +33,8 @@ from typing import Any, Awaitable, Callable
 from bench.client import (
     Connection,
     Result,
-    cpu_seconds,
+    cpu_ms_between,
+    cpu_ticks,
     fetch,
     open_fds,
     percentile,
@@ -401,7 +402,7 @@ class Bench:
                     await self.send(connection, side, JSON_MODEL, stream=False)
             times: dict[str, list[float]] = {"direct": [], "proxy": [], "floor": []}
             failures = 0
-            cpu_before = cpu_seconds(self.pid)
+            cpu_before = cpu_ticks(self.pid)
             for _ in range(sizes.latency_requests):
                 for side, connection in sides:
                     result = await self.send(connection, side, JSON_MODEL, stream=False)
@@ -409,7 +410,7 @@ class Bench:
                         times[side].append(result.elapsed)
                     else:
                         failures += 1
-            cpu = cpu_seconds(self.pid) - cpu_before
+            cpu_ms = cpu_ms_between(cpu_before, cpu_ticks(self.pid))
         finally:
             for _, connection in sides:
                 connection.close()
@@ -428,7 +429,7 @@ class Bench:
         latency["added_p50_ms"] = latency["proxy_p50_ms"] - latency["direct_p50_ms"]
         latency["added_p99_ms"] = latency["proxy_p99_ms"] - latency["direct_p99_ms"]
         latency["floor_added_p50_ms"] = latency["floor_p50_ms"] - latency["direct_p50_ms"]
-        self.results["cpu_json_request_ms"] = cpu * 1000 / sizes.latency_requests
+        self.results["cpu_json_request_ms"] = cpu_ms / sizes.latency_requests
 
     async def session(self) -> None:
         """(a) as a session goes: sequential requests, each resending the one before plus a tool turn
@@ -519,13 +520,13 @@ class Bench:
 
             try:
                 await self.send(connections[0], side, model, stream=True, small=small)  # warm-up
-                before = cpu_seconds(pid)
+                before = cpu_ticks(pid)
                 await asyncio.gather(*(worker(c, count // parallel) for c in connections))
-                used = cpu_seconds(pid) - before
+                used_ms = cpu_ms_between(before, cpu_ticks(pid))
             finally:
                 for connection in connections:
                     connection.close()
-            found[f"{label}_ms"] = used * 1000 / (count // parallel * parallel)
+            found[f"{label}_ms"] = used_ms / (count // parallel * parallel)
             found[f"{label}_failures"] = failures
         self.results["cpu_stream_200"] = found
 
@@ -549,9 +550,9 @@ class Bench:
 
             await asyncio.to_thread(load, 0.5 if self.quick else 1.0)  # warm-up
             pid = self.pid_of(side)
-            before = cpu_seconds(pid)
+            before = cpu_ticks(pid)
             report = await asyncio.to_thread(load, sizes.throughput_seconds)
-            used = cpu_seconds(pid) - before
+            used_ms = cpu_ms_between(before, cpu_ticks(pid))
             found["tool"] = report["tool"]
             found[f"{side}_rps"] = report["rps"]
             found[f"{side}_requests"] = report["requests"]
@@ -559,8 +560,8 @@ class Bench:
             found[f"{side}_p50_ms"] = _ms(report["p50"])
             found[f"{side}_p99_ms"] = _ms(report["p99"])
             if side != "direct" and report["requests"]:
-                found[f"{side}_cpu_per_request_ms"] = used * 1000 / report["requests"]
-                found[f"{side}_cpu_busy"] = used / sizes.throughput_seconds
+                found[f"{side}_cpu_per_request_ms"] = used_ms / report["requests"]
+                found[f"{side}_cpu_busy"] = used_ms / 1000 / sizes.throughput_seconds
         found["ratio"] = found["proxy_rps"] / found["direct_rps"] if found["direct_rps"] else None
         self.results["throughput"] = found
 

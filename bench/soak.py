@@ -65,7 +65,8 @@ from typing import Any
 from bench.client import (
     Connection,
     Result,
-    cpu_seconds,
+    cpu_ms_between,
+    cpu_ticks,
     fetch,
     open_fds,
     percentile,
@@ -445,7 +446,7 @@ class Soak:
             "fds": descriptors(pid, self.proxy_port, self.upstream_port),
             "upstream": upstream,
             "health": {k: health[k] for k in ("requests", "errors", "cancelled", "active")},
-            "cpu_s": cpu_seconds(pid),
+            "cpu_ticks": cpu_ticks(pid),
         }
 
     async def run(self) -> None:
@@ -466,8 +467,8 @@ class Soak:
             sampler.cancel()
         self.report["load_seconds"] = round((warmed - started) + (ended - resumed), 2)
         self.report["wall_seconds"] = round(time.perf_counter() - started, 2)
-        cpu = self.report["end"]["cpu_s"] - self.report["baseline"]["cpu_s"]
-        self.report["proxy_cpu_ms_per_request"] = round(cpu * 1000 / max(1, len(self.plan) - self.warmup), 3)
+        cpu_ms = cpu_ms_between(self.report["baseline"]["cpu_ticks"], self.report["end"]["cpu_ticks"])
+        self.report["proxy_cpu_ms_per_request"] = round(cpu_ms / max(1, len(self.plan) - self.warmup), 3)
         self.report["peak_rss_mb"] = max((mb for _, mb in self.rss_samples), default=None)
         self.report["rss_samples"] = self.rss_samples
 
