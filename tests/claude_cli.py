@@ -25,6 +25,7 @@ __all__ = [
     "ClaudeRun",
     "claude_env",
     "find_claude",
+    "kill_tree",
     "run_claude",
 ]
 
@@ -209,7 +210,7 @@ def run_claude(
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
-        _kill_tree(proc.pid)
+        kill_tree(proc.pid)
         stdout, stderr = proc.communicate()
     elapsed = time.monotonic() - started
     return ClaudeRun(
@@ -223,7 +224,7 @@ def run_claude(
     )
 
 
-def _kill_tree(pid: int) -> None:
+def kill_tree(pid: int) -> None:
     """
     SIGKILL a process, its process group, and every descendant's process group.
 

@@ -8,6 +8,7 @@ so tests can assert what ccproxy sent.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any, Union
 
@@ -73,6 +74,7 @@ class FakeOpenAI(Resource):
         self.received: list[Received] = []
         self.open_requests: list[Request] = []
         self.finished_or_lost = 0
+        self.ended_at: list[float] = []  # time.monotonic() of each request's end or loss
         self.flood: Flood | None = None
 
     def render_POST(self, request: Request) -> int:  # noqa: N802
@@ -137,6 +139,7 @@ class FakeOpenAI(Resource):
     def _gone(self, result: Any, request: Request) -> None:
         request._gone = True  # type: ignore[attr-defined]
         self.finished_or_lost += 1
+        self.ended_at.append(time.monotonic())
         if request in self.open_requests:
             self.open_requests.remove(request)
 
