@@ -78,6 +78,7 @@ class RequestRecord:
     first_token: float | None = None
     ended: float | None = None
     usage: Mapping[str, Any] | None = None
+    usage_estimated: bool = False
     error: str = ""
 
     def line(self) -> str:
@@ -95,6 +96,8 @@ class RequestRecord:
             f"cache_read={usage.get('cache_read_input_tokens', 0)} "
             f"cache_write={usage.get('cache_creation_input_tokens', 0)}",
         ]
+        if self.usage_estimated:
+            parts.append("(estimated)")
         if self.first_token is not None:
             parts.append(f"ttft={self.first_token - self.started:.3f}s")
             generating = ended - self.first_token

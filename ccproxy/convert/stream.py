@@ -338,6 +338,16 @@ class StreamConverter:
         self._ended = True
         return events
 
+    def usage_so_far(self) -> tuple[dict[str, Any], bool]:
+        """What the stream has cost until now, for a request that ends without its final usage
+        (the client left, the upstream failed), and whether that is an estimate: the upstream's
+        numbers if it sent any, else the local estimates of the prompt and of what it wrote."""
+        usage = anthropic_usage(self._usage, self.input_estimate, estimate_tokens(self._chars))
+        estimated = not self._usage
+        if estimated and not self._chars:
+            usage["output_tokens"] = 0  # nothing written yet (anthropic_usage never reports 0)
+        return usage, estimated
+
     def fail(self, error: ApiError) -> list[Event]:
         """End the stream with an C{error} event (nothing may follow it)."""
         if self._ended:

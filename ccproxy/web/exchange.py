@@ -361,6 +361,10 @@ class MessageExchange:
             if self._relay is not None:
                 self._relay.cancel()
             record.outcome = "cancelled"
+        if record.usage is None and self._relay is not None:
+            # The answer had begun but never reached its final usage (the client left, the
+            # stream broke): the prompt and what was written were paid for all the same.
+            record.usage, record.usage_estimated = self._client.converter.usage_so_far()
         record.ended = self._context.clock.seconds()
         record.status = self._request.code
         stats = self._context.stats
@@ -381,7 +385,7 @@ class MessageExchange:
         shorter than the one sent is that; say so, since Claude Code would otherwise lose
         its history without a word."""
         usage = self._record.usage
-        if not self._context.profile.truncates_silently or not usage:
+        if not self._context.profile.truncates_silently or not usage or self._record.usage_estimated:
             return
         read = int(usage.get("input_tokens") or 0) + int(usage.get("cache_read_input_tokens") or 0)
         if self._input_estimate > 2048 and read < 0.6 * self._input_estimate:

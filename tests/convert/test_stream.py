@@ -593,6 +593,29 @@ def test_h11_10_no_usage_reports_estimates() -> None:
     assert message([chunk(finish="stop")])["usage"]["output_tokens"] == 1
 
 
+def test_usage_so_far_estimates_a_stream_that_never_got_its_usage() -> None:
+    """A request that ends early (the client left, the stream broke) is logged with what it cost
+    until then: the prompt estimate at once, the output estimate of what was written, never a
+    made-up output token before any was written."""
+    converter = make_converter(input_estimate=777)
+    converter.start()
+    assert converter.usage_so_far() == (
+        {"input_tokens": 777, "output_tokens": 0, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+        True,
+    )
+    converter.feed(chunk({"content": "x" * 40}))
+    usage, estimated = converter.usage_so_far()
+    assert (usage["input_tokens"], usage["output_tokens"], estimated) == (777, 10, True)
+
+
+def test_usage_so_far_is_the_upstreams_when_it_sent_some() -> None:
+    converter = make_converter(input_estimate=777)
+    converter.start()
+    converter.feed(chunk({"content": "hi"}, usage={"prompt_tokens": 50, "completion_tokens": 3}))
+    usage, estimated = converter.usage_so_far()
+    assert (usage["input_tokens"], usage["output_tokens"], estimated) == (50, 3, False)
+
+
 def test_h11_10_usage_null_on_every_chunk_then_real() -> None:
     """C{usage: null} on ordinary chunks does not erase the real usage."""
     result = message([chunk({"content": "hi"}, usage=None), {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 1}},

@@ -3,7 +3,8 @@
 A user who presses Esc stops paying for tokens only if the provider's connection closes: the
 CLI aborts its request, ccproxy sees its client leave and closes the upstream connection. The
 socket-level tests time ccproxy's part; this one runs the whole chain with the real UI in a
-pseudo-terminal (L{tests.claude_tty}), against an upstream that would stream for 30 s.
+pseudo-terminal (L{tests.claude_tty}), against an upstream that would stream for 30 s. The
+request's log line says what the interrupted answer cost.
 """
 
 from __future__ import annotations
@@ -54,3 +55,5 @@ async def test_esc_in_claude_code_closes_the_upstream_connection_at_once(
     assert 0 < closed_after < 0.5, f"the upstream connection closed {closed_after:.3f} s after Esc"
     lines = [event["line"] for event in log_events if event.get("ccproxy_request")]
     assert len(lines) == 1 and " stream 200 cancelled " in lines[0], lines
+    # What the interrupted answer cost: the prompt and the words written, estimated.
+    assert "(estimated)" in lines[0] and " in=0 " not in lines[0] and " out=0 " not in lines[0], lines

@@ -14,7 +14,7 @@ from ccproxy.convert.stream import StreamConverter
 from ccproxy.logs import RequestRecord
 from ccproxy.redact import redact_headers, redact_text
 from ccproxy.web.clientstream import ClientStream
-from tests.fake_upstream import Reply, text_reply, tool_call_reply
+from tests.fake_upstream import Reply, chunk, text_reply, tool_call_reply
 from tests.web.test_integration import BASH_TOOL, body, post
 
 CLIENT_KEY = "client-key-5f3a9c"
@@ -61,6 +61,24 @@ async def test_request_line_reports_models_status_and_tokens(harness: Any, log_e
     assert "claude-sonnet-4-5 -> gpt-5" in line
     assert " stream 200 " in line
     assert "in=100 out=20" in line and "ttft=" in line and "total=" in line
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_stream_that_broke_is_logged_with_what_it_cost_until_then(
+    harness: Any, log_events: list[dict[str, Any]]
+) -> None:
+    """Cut after some text, the upstream never sent its usage: the line carries the estimates
+    (the prompt was read and the text written all the same), marked as such. An upstream that
+    refused the request outright cost nothing, and its line says so."""
+    cut = Reply(chunks=[chunk({"role": "assistant", "content": ""}), chunk({"content": "x" * 400})], cut=True)
+    refused = Reply(status=400, body={"error": {"message": "bad request"}})
+    url = harness.start([cut, refused], upstream_retries=0)
+    await post(url + "/v1/messages", body(stream=True))
+    await post(url + "/v1/messages", body(stream=True))
+    broke, rejected = [formatEvent(e) or "" for e in log_events if e.get("ccproxy_request")]
+    assert " stream 200 error in=" in broke and "out=100 " in broke and "(estimated)" in broke, broke
+    assert " in=0 " not in broke
+    assert " in=0 out=0 " in rejected and "(estimated)" not in rejected, rejected
 
 
 def test_grammar_violation_is_logged_in_debug_mode(log_events: list[dict[str, Any]]) -> None:
