@@ -342,9 +342,11 @@ class StreamConverter:
         """What the stream has cost until now, for a request that ends without its final usage
         (the client left, the upstream failed), and whether that is an estimate: the upstream's
         numbers if it sent any, else the local estimates of the prompt and of what it wrote."""
-        usage = anthropic_usage(self._usage, self.input_estimate, estimate_tokens(self._chars))
+        pending = sum(len(part) for call in self._calls.values() if not call.emitted for part in call.arguments)
+        written = self._chars + pending  # tool calls are held until whole: count their fragments too
+        usage = anthropic_usage(self._usage, self.input_estimate, estimate_tokens(written))
         estimated = not self._usage
-        if estimated and not self._chars:
+        if estimated and not written:
             usage["output_tokens"] = 0  # nothing written yet (anthropic_usage never reports 0)
         return usage, estimated
 

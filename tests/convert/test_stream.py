@@ -608,6 +608,15 @@ def test_usage_so_far_estimates_a_stream_that_never_got_its_usage() -> None:
     assert (usage["input_tokens"], usage["output_tokens"], estimated) == (777, 10, True)
 
 
+def test_usage_so_far_counts_a_tool_call_still_held() -> None:
+    """A call's fragments wait until its arguments are whole; an interrupted one was paid for."""
+    converter = make_converter(input_estimate=777)
+    converter.start()
+    converter.feed(calls(call(0, "call_1", "Bash", '{"command": "' + "x" * 35)))  # 48 characters
+    usage, estimated = converter.usage_so_far()
+    assert (usage["output_tokens"], estimated) == (12, True)
+
+
 def test_usage_so_far_is_the_upstreams_when_it_sent_some() -> None:
     converter = make_converter(input_estimate=777)
     converter.start()
