@@ -239,3 +239,36 @@ async def test_claude_code_turns_resume_where_the_previous_turn_stopped(
         assert all(after >= count - 3 for count, after in loop), found
     # Claude Code writes its bodies as orjson does, so every turn after the first is split by its bytes.
     assert matched[0] is None and all(known is not None for known in matched[-3:]), matched
+
+
+@pytest_twisted.ensureDeferred
+async def test_claude_code_runs_a_subagent_and_hears_its_report(harness: Any, tmp_path: Path) -> None:
+    """The Agent tool starts a subagent in the background: its own conversation (its prompt as
+    the user's message) goes through ccproxy too, and its report reaches the main conversation
+    as a notification the main model answers."""
+    marker = "agent-" + secrets.token_hex(4)
+    prompt = "Find the marker and report it."
+    final = f"The agent found {marker}."
+
+    def script(body: Any) -> Reply:
+        messages = body["messages"]
+        last = str(messages[-1].get("content"))
+        if prompt in last and len(messages) == 2:  # the subagent's own first turn
+            return text_reply(marker)
+        if marker in last:  # the main conversation, told of the report
+            return text_reply(final)
+        if tool_messages(body):  # the main conversation, after the launch
+            return text_reply("Waiting for the agent.")
+        arguments = {"description": "Find the marker", "prompt": prompt, "subagent_type": "claude"}
+        return tool_call_reply("Agent", json.dumps(arguments), "call_agent_1")
+
+    url = harness.start(script)
+    run = await deferToThread(
+        run_claude, url, "Have an agent find the marker.", str(tmp_path), timeout=120, allowed_tools="Agent"
+    )
+    assert run.ok, (run.stdout, run.stderr)
+    assert run.text == final
+    bodies = [r.body for r in harness.upstream.received]
+    subagent = [b for b in bodies if len(b["messages"]) == 2 and prompt in str(b["messages"][-1]["content"])]
+    assert len(subagent) == 1
+    assert subagent[0]["messages"][0]["content"] != bodies[0]["messages"][0]["content"]  # its own system prompt
