@@ -1,4 +1,4 @@
-"""The real Claude Code CLI through ccproxy: its file tools, and its recovery from a failing upstream.
+"""The real Claude Code CLI through ccproxy: its file tools (text and images), and its recovery from a failing upstream.
 
 The CLI is a blocking subprocess: it runs in a thread (C{deferToThread}) while the reactor
 serves the proxy and the scripted upstream in this process.
@@ -6,7 +6,10 @@ serves the proxy and the scripted upstream in this process.
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +99,40 @@ async def test_claude_code_sees_one_answer_when_the_upstream_rate_limits_first(h
     assert run.ok, (run.stdout, run.stderr)
     assert run.text == "Answered after one retry."
     assert len(harness.upstream.received) == 2
+
+
+def _png(width: int, height: int) -> bytes:
+    """A small RGB PNG (a colour gradient), written by hand: no imaging library needed."""
+
+    def chunk_of(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + b"".join(bytes([x * 7 % 256, y * 5 % 256, 128]) for x in range(width)) for y in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk_of(b"IHDR", header) + chunk_of(b"IDAT", zlib.compress(rows)) + chunk_of(b"IEND", b"")
+
+
+@pytest_twisted.ensureDeferred
+async def test_claude_code_reads_an_image_and_the_model_gets_it(harness: Any, tmp_path: Path) -> None:
+    """Read on a PNG: Claude Code sends the picture inside its tool result; OpenAI takes images
+    only in user messages, so the tool message says so and the picture follows, unchanged."""
+    home = tmp_path / "home"
+    picture = home / "work" / "picture.png"
+    picture.parent.mkdir(parents=True)
+    picture.write_bytes(_png(32, 16))
+
+    def script(body: Any) -> Reply:
+        if tool_messages(body):
+            return text_reply("A gradient.")
+        return tool_call_reply("Read", json.dumps({"file_path": str(picture)}), "call_picture")
+
+    url = harness.start(script)
+    run = await deferToThread(run_claude, url, "What is in picture.png?", str(home), timeout=120, allowed_tools="Read")
+    assert run.ok, (run.stdout, run.stderr)
+    assert run.text == "A gradient."
+    call, result, attached = harness.upstream.received[-1].body["messages"][-3:]
+    assert call["tool_calls"][0]["id"] == result["tool_call_id"] == "call_picture"
+    assert result["role"] == "tool" and "image attached below" in result["content"]
+    assert attached["role"] == "user"
+    urls = [part["image_url"]["url"] for part in attached["content"] if part["type"] == "image_url"]
+    assert urls == ["data:image/png;base64," + base64.b64encode(picture.read_bytes()).decode()]
