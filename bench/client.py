@@ -194,7 +194,7 @@ async def fetch(port: int, method: str, path: str, body: bytes = b"", headers: d
 
 def cpu_ticks(pid: int) -> int:
     """User plus system CPU time of process C{pid} (all its threads) in clock ticks, from
-    /proc/<pid>/stat. Whole ticks, so that a difference is exact: as floats, 400 ticks over
+    /proc/<pid>/stat. Whole ticks, so that a difference is exact: as floats, 40 ticks (400 ms) over
     40 streams once came to 10.000000000000009 ms and missed a 10 ms target."""
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
